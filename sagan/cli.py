@@ -1,0 +1,120 @@
+"""`sagan` command line: the one entry point used by users, tests, Snakemake and DVC.
+
+Each sub-command parses its arguments here and calls one function of the package (imported lazily,
+so that `sagan methods` or `sagan tables` do not pay for importing torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# sub-command -> "module:function"; each function takes the parsed argparse.Namespace
+HANDLERS = {
+    "synth": "sagan.data.synthetic:cli_synth",
+    "download": "sagan.data.download:cli_download",
+    "prepare": "sagan.data.ingest:cli_prepare",
+    "splits": "sagan.data.ingest:cli_splits",
+    "train": "sagan.trainer:cli_train",
+    "evaluate": "sagan.evaluate:cli_evaluate",
+    "methods": "sagan.methods:cli_methods",
+    "tables": "sagan.report.tables:cli_tables",
+    "check-tables": "sagan.report.tables:cli_check_tables",
+    "compare-paper": "sagan.report.tables:cli_compare_paper",
+    "figures": "sagan.report.figures:cli_figures",
+    "check-sources": "sagan.data.download:cli_check_sources",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sagan", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # --- data -------------------------------------------------------------------------------
+    s = sub.add_parser("synth", help="write a prepared synthetic dataset (synth-rsna | synth-vindr | synth-lag)")
+    s.add_argument("name")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", default="small", help="small (demo default) | large | medium")
+    s.add_argument("--image-size", type=int, default=64)
+
+    s = sub.add_parser("download", help="fetch a raw dataset (Kaggle, URL, or a local archive/folder)")
+    s.add_argument("dataset", help="rsna | vindr | lag")
+    s.add_argument("--out", required=True, help="folder that receives the raw archive or folder")
+    s.add_argument("--source", default="kaggle", help="'kaggle' (rsna, vindr), a URL (lag), or a local archive/folder")
+    s.add_argument("--sha256", default=None, help="expected sha256 of a URL download")
+
+    s = sub.add_parser("check-sources", help="fail early, with one message, if a dataset source is unusable")
+    s.add_argument("--dataset", action="append", default=[], help="DATASET=SOURCE (repeatable)")
+
+    s = sub.add_parser("prepare", help="raw layout -> prepared dataset (images.npy + index.csv + split.json)")
+    s.add_argument("dataset", help="rsna | vindr | lag | medad (a Med-AD folder: images/ + data.json)")
+    s.add_argument("--source", required=True, help="raw archive (zip, tar, tar.gz) or extracted folder")
+    s.add_argument("--out", required=True)
+    s.add_argument("--image-size", type=int, default=64)
+    s.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
+    s.add_argument("--split", default=None, help="split file (default: the published one shipped with sagan)")
+
+    s = sub.add_parser("splits", help="Table 1 counts, label check and anomaly-ratio variants of a prepared dataset")
+    s.add_argument("data")
+    s.add_argument("--out", required=True, help="JSON summary to write")
+    s.add_argument("--ratios", default="0,0.2,0.4,0.6,0.8,1.0")
+    s.add_argument("--on-small-pool", default="error", choices=["error", "shrink"])
+
+    # --- training and evaluation -----------------------------------------------------------
+    s = sub.add_parser("train", help="train (or resume) one run")
+    s.add_argument("--data", required=True, help="prepared dataset folder")
+    s.add_argument("--method", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--preset", default="paper", help="paper (full size and budget) | demo (small, CPU)")
+
+    s = sub.add_parser("evaluate", help="score the test set of a trained run")
+    s.add_argument("run")
+    s.add_argument("--maps", type=int, default=8, help="anomaly maps to save per class for figures")
+
+    sub.add_parser("methods", help="list the registered methods")
+
+    # --- results -----------------------------------------------------------------------------
+    s = sub.add_parser("tables", help="render Tables 1-4 (csv, md, tex) from run metrics")
+    s.add_argument("--results", required=True, help="experiment folder (results/<name>)")
+    s.add_argument("--out", required=True, help="tables folder")
+
+    s = sub.add_parser("check-tables", help="regenerate tables from stored metrics; fail if committed ones differ")
+    s.add_argument("--results", required=True)
+    s.add_argument("--tables", required=True, help="folder holding the committed tables")
+
+    s = sub.add_parser("compare-paper", help="compare a results table with the paper's values")
+    s.add_argument("table", help="table2.csv or table3.csv")
+    s.add_argument("--tolerance", type=float, required=True, help="allowed |ours - paper| in percentage points")
+
+    s = sub.add_parser("figures", help="heatmaps, ROC/PR, AR curves and training curves")
+    s.add_argument("--results", required=True)
+    s.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from sagan.config import ConfigError
+    from sagan.data.prepared import DatasetError
+
+    module, func = HANDLERS[args.command].split(":")
+    try:
+        rc = getattr(importlib.import_module(module), func)(args)
+    except (ConfigError, DatasetError) as err:
+        print(f"sagan {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Run configuration: typed, validated, resolved in one place and saved with every run.
+
+Resolution order: dataclass defaults (the paper's values) -> preset (`paper` | `demo`) ->
+config file (YAML, nested sections) -> `--set section.key=value` overrides.
+Method-specific settings (network widths, learning rates, loss weights) live in the method's own
+dataclass (see `sagan.methods`); generic settings live here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user (one line, says what is allowed)."""
+
+
+def choice(default: Any, choices: tuple, doc: str = "") -> Any:
+    return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+@dataclass
+class DataConfig:
+    # anomaly ratio of the unlabelled set (data.md): 0..1, or "0_u" for no unlabelled data (Table 4)
+    anomaly_ratio: Any = 0.6
+    # what to do when a pool is too small for the ratio (LAG above 0.6): "error" or "shrink" U
+    on_small_pool: str = choice("error", ("error", "shrink"))
+    # experiment image size; prepared images of another size are resized once at load time
+    image_size: int = 64
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 100_000  # discriminator iterations (paper: "100000")
+    batch_size: int = 64  # paper: 64 (authors' code: 16 default, 32 in scripts)
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    device: str = choice("auto", ("auto", "cpu", "cuda"))
+    amp: str = choice("none", ("none", "bf16"))  # optional bf16 autocast (cuda)
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+
+
+@dataclass
+class EvalConfig:
+    # "last": report the last checkpoint (no test labels used). "test-oracle": the authors'
+    # protocol, keep the checkpoint whose test AUC and AP both improved (labelled in every output).
+    selection: str = choice("last", ("last", "test-oracle"))
+    select_every: int = 1000  # test-oracle evaluation interval (authors' code: 1000)
+    batch_size: int = 256
+
+
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
+
+# Presets change budgets here and model sizes in each method's own DEMO dict.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "demo": {
+        "train.iterations": 240,
+        "train.batch_size": 16,
+        "train.log_every": 10,
+        "train.checkpoint_every": 60,
+        "eval.select_every": 60,
+    },
+}
+
+
+@dataclass
+class RunConfig:
+    method: str
+    seed: int
+    preset: str
+    model: Any  # the method's config dataclass
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "preset": self.preset,
+            "model": dataclasses.asdict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "eval": dataclasses.asdict(self.eval),
+        }
+
+
+def _coerce(value: Any, default: Any, key: str) -> Any:
+    """Convert a (possibly string) value to the type of the field's default."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if isinstance(default, str):
+        return str(value)
+    return value
+
+
+def set_field(obj: Any, name: str, value: Any, prefix: str) -> None:
+    known = {f.name: f for f in fields(obj)}
+    key = f"{prefix}.{name}"
+    if name not in known:
+        raise ConfigError(f"unknown config key {key!r}; allowed in {prefix}: {', '.join(sorted(known))}")
+    f = known[name]
+    value = _coerce(value, getattr(obj, name), key)
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+    setattr(obj, name, value)
+
+
+def parse_anomaly_ratio(value: Any) -> float | None:
+    """'0_u' -> None (no unlabelled data); otherwise a fraction in [0, 1]."""
+    if value is None or str(value).lower() in ("0_u", "none"):
+        return None
+    try:
+        ar = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data.anomaly_ratio: {value!r} is not a number in [0, 1] or '0_u'") from None
+    if not 0.0 <= ar <= 1.0:
+        raise ConfigError(f"data.anomaly_ratio: {ar} is outside [0, 1]; use a fraction (0.6 = 60%) or '0_u'")
+    return ar
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.iterations=500")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resolve_config(
+    method: str,
+    seed: int = 0,
+    preset: str = "paper",
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Build the fully resolved, validated configuration of one run."""
+    from sagan.methods import get_method  # late import: methods import this module
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    method_cls = get_method(method)
+    cfg = RunConfig(method=method, seed=int(seed), preset=preset, model=method_cls.Config())
+
+    layers: list[dict[str, Any]] = [PRESETS[preset]]
+    if preset == "demo":
+        layers.append({f"model.{k}": v for k, v in method_cls.DEMO.items()})
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections (model, data, train, eval)")
+        layers.append(flatten(loaded))
+    layers.append(overrides or {})
+
+    for layer in layers:
+        for key, value in layer.items():
+            section, _, name = key.partition(".")
+            if key in ("method", "preset"):
+                continue  # chosen on the command line; a saved config may repeat them
+            if key == "seed":
+                cfg.seed = int(value)
+                continue
+            if section == "model":
+                target = cfg.model
+            elif section in SECTIONS:
+                target = getattr(cfg, section)
+            else:
+                raise ConfigError(
+                    f"unknown config key {key!r}; sections are model, {', '.join(SECTIONS)} (e.g. train.iterations)"
+                )
+            if not name:
+                raise ConfigError(f"config key {key!r} needs a field, e.g. {section}.<name>")
+            set_field(target, name, value, section)
+
+    parse_anomaly_ratio(cfg.data.anomaly_ratio)  # validate
+    if hasattr(cfg.model, "validate"):
+        cfg.model.validate()
+    for name in ("iterations", "batch_size", "log_every", "checkpoint_every"):
+        if getattr(cfg.train, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1")
+    return cfg
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write a file so that readers see either the old or the complete new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    write_atomic(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

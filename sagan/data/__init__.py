@@ -1,0 +1,1 @@
+"""Data layer: raw download and ingest, synthetic phantoms, the prepared format, splits, loading."""

@@ -1,0 +1,151 @@
+"""The one prepared-dataset format shared by synthetic and real data.
+
+A prepared dataset is a folder:
+    images.npy   uint8 array (N, H, W), every image of the split file, decoded once
+    index.csv    one row per image, row i <-> images[i]:
+                 name, label (0 normal / 1 abnormal), pool (train | unlabeled | test),
+                 boxes (JSON list of [x0, y0, x1, y1] as fractions of width/height; "[]" if none
+                 or unknown), mask (row in masks.npy, -1 if none)
+    masks.npy    optional uint8 array (M, H, W) of ground-truth anomaly masks (synthetic data)
+    split.json   the split file in the Med-AD structure (authoritative for pools and order)
+    meta.json    dataset name, source, image size, format version, provenance
+It is written to a temporary sibling folder and renamed into place, so a partial dataset is never
+found where a finished one is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMAT_VERSION = 1
+POOLS = ("train", "unlabeled", "test")
+INDEX_COLUMNS = ["name", "label", "pool", "boxes", "mask"]
+
+
+class DatasetError(ValueError):
+    """A problem with a dataset on disk, phrased for the user (names the file and the fix)."""
+
+
+def split_entries(split: dict) -> list[tuple[str, int, str]]:
+    """(name, label, pool) for every image of a Med-AD split file, in the canonical order:
+    train/0, unlabeled/0, unlabeled/1, test/0, test/1 (file order within each list)."""
+    try:
+        groups = [
+            (split["train"]["0"], 0, "train"),
+            (split["train"]["unlabeled"]["0"], 0, "unlabeled"),
+            (split["train"]["unlabeled"]["1"], 1, "unlabeled"),
+            (split["test"]["0"], 0, "test"),
+            (split["test"]["1"], 1, "test"),
+        ]
+    except (KeyError, TypeError) as err:
+        raise DatasetError(
+            f"split file lacks {err}; expected the Med-AD structure "
+            '{"train": {"0": [...], "unlabeled": {"0": [...], "1": [...]}}, "test": {"0": [...], "1": [...]}}'
+        ) from None
+    out = [(name, label, pool) for names, label, pool in groups for name in names]
+    seen: set[str] = set()
+    dupes = [n for n, _, _ in out if n in seen or seen.add(n)]
+    if dupes:
+        raise DatasetError(f"split file lists {len(dupes)} name(s) twice, e.g. {dupes[:3]}")
+    return out
+
+
+@dataclass
+class PreparedDataset:
+    root: Path
+    images: np.ndarray  # (N, H, W) uint8
+    index: pd.DataFrame
+    split: dict
+    meta: dict
+    masks: np.ndarray | None = None  # (M, H, W) uint8
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("dataset", self.root.name)
+
+    def rows(self, names: list[str]) -> np.ndarray:
+        """Row numbers of the given image names (KeyError names the first missing one)."""
+        pos = pd.Series(np.arange(len(self.index)), index=self.index["name"].to_numpy())
+        missing = [n for n in names if n not in pos.index]
+        if missing:
+            raise DatasetError(f"{self.root}: {len(missing)} name(s) not in index.csv, e.g. {missing[:3]}")
+        return pos.loc[names].to_numpy()
+
+    def pool(self, pool: str, label: int | None = None) -> pd.DataFrame:
+        sel = self.index["pool"] == pool
+        if label is not None:
+            sel &= self.index["label"] == label
+        return self.index[sel]
+
+    def boxes(self, row: int) -> list[list[float]]:
+        return json.loads(self.index.at[row, "boxes"])
+
+
+def write_prepared(
+    out: str | Path,
+    images: np.ndarray,
+    index: pd.DataFrame,
+    split: dict,
+    meta: dict,
+    masks: np.ndarray | None = None,
+) -> Path:
+    """Write a prepared dataset atomically (temporary sibling folder, then rename)."""
+    out = Path(out)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
+    if len(index) != len(images):
+        raise ValueError(f"index has {len(index)} rows but there are {len(images)} images")
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise ValueError(f"index lacks columns {missing}")
+    meta = {**meta, "format_version": FORMAT_VERSION, "image_size": int(images.shape[1]), "n_images": len(images)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / "images.npy", images)
+        if masks is not None:
+            np.save(tmp / "masks.npy", masks.astype(np.uint8))
+        index[INDEX_COLUMNS + [c for c in index.columns if c not in INDEX_COLUMNS]].to_csv(
+            tmp / "index.csv", index=False
+        )
+        (tmp / "split.json").write_text(json.dumps(split))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_prepared(root: str | Path, mmap: bool = False) -> PreparedDataset:
+    """Load a prepared dataset (images into memory unless mmap)."""
+    root = Path(root)
+    need = ["images.npy", "index.csv", "split.json", "meta.json"]
+    missing = [n for n in need if not (root / n).is_file()]
+    if missing:
+        raise DatasetError(
+            f"{root} is not a prepared dataset (missing {', '.join(missing)}); "
+            "create one with `sagan synth NAME --out DIR` or `sagan prepare DATASET --source PATH --out DIR`"
+        )
+    images = np.load(root / "images.npy", mmap_mode="r" if mmap else None)
+    index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"name": str})
+    if len(index) != len(images):
+        raise DatasetError(f"{root}/index.csv has {len(index)} rows but images.npy has {len(images)} images")
+    masks = np.load(root / "masks.npy") if (root / "masks.npy").is_file() else None
+    split = json.loads((root / "split.json").read_text())
+    meta = json.loads((root / "meta.json").read_text())
+    return PreparedDataset(root=root, images=images, index=index, split=split, meta=meta, masks=masks)
