@@ -159,3 +159,140 @@ def dicom_bytes(
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# RSNA, VinDr and LAG raw layouts
+# --------------------------------------------------------------------------------------------
+
+
+class _Members:
+    """Writes archive members either as files under a folder ('dir') or into a zip ('zip')."""
+
+    def __init__(self, out: Path, form: str, top: str | None) -> None:
+        self.out, self.form, self.top = Path(out), form, top
+        if form == "zip":
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.zf = zipfile.ZipFile(self.out, "w", zipfile.ZIP_DEFLATED)
+        elif form != "dir":
+            raise ValueError(f"form must be dir or zip (use pack() for tar), got {form}")
+
+    def write(self, rel: str, data: bytes | str) -> None:
+        data = data.encode() if isinstance(data, str) else data
+        if self.form == "zip":
+            self.zf.writestr(f"{self.top}/{rel}" if self.top else rel, data)
+        else:
+            path = self.out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    def close(self) -> Path:
+        if self.form == "zip":
+            self.zf.close()
+        return self.out
+
+
+def _stem(name: str) -> str:
+    return PurePosixPath(name).stem
+
+
+def write_rsna_raw(
+    out: str | Path,
+    split: dict,
+    form: str = "dir",
+    size: int = 8,
+    seed: int = 0,
+    n_other: int = 3,
+    flip: tuple[str, ...] = (),
+    top: str | None = None,
+) -> Path:
+    """RSNA layout: stage_2_train_labels.csv, stage_2_detailed_class_info.csv, stage_2_train_images/.
+
+    8-bit MONOCHROME2 DICOMs of size x size. Lung Opacity patients get 1-3 boxes (one CSV row each,
+    and the class file repeats the patient per row, as the real one does); `n_other` patients of the
+    unused class and two test images are added. Names in `flip` get the opposite class in the CSVs.
+    Boxes are in pixels of the DICOM (the real DICOMs are 1024 x 1024).
+    """
+    rng = np.random.default_rng(seed)
+    w = _Members(out, form, top)
+    labels_rows, class_rows = ["patientId,x,y,width,height,Target"], ["patientId,class"]
+    patients = {_stem(n): lab for n, lab in split_labels(split).items()}
+    patients.update({f"other-{i:04d}": None for i in range(n_other)})
+    for i, (pid, label) in enumerate(patients.items()):
+        raw = label if label is None or f"{pid}.png" not in flip else 1 - label
+        if raw == 1:
+            for k in range(1 + i % 3):
+                x, y = 1 + k, 2
+                labels_rows.append(f"{pid},{x}.0,{y}.0,3.0,{2 + k}.0,1")
+                class_rows.append(f"{pid},Lung Opacity")
+        else:
+            labels_rows.append(f"{pid},,,,,0")
+            class_rows.append(f"{pid},{'Normal' if raw == 0 else 'No Lung Opacity / Not Normal'}")
+        pixels = _pixels(rng, size, size, label or 0)
+        w.write(f"stage_2_train_images/{pid}.dcm", dicom_bytes(pixels, uid_seed=pid))
+    for i in range(2):
+        w.write(
+            f"stage_2_test_images/test-{i}.dcm", dicom_bytes(_pixels(rng, size, size, 0), uid_seed=f"t{i}")
+        )
+    w.write("stage_2_train_labels.csv", "\n".join(labels_rows) + "\n")
+    w.write("stage_2_detailed_class_info.csv", "\n".join(class_rows) + "\n")
+    w.write("GCP Credits Request Link - RSNA.txt", "not part of the data\n")
+    return w.close()
+
+
+VINDR_CLASSES = {0: "Aortic enlargement", 3: "Cardiomegaly", 11: "Pleural thickening", 14: "No finding"}
+
+
+def write_vindr_raw(
+    out: str | Path,
+    split: dict,
+    form: str = "dir",
+    size: tuple[int, int] = (10, 8),
+    seed: int = 0,
+    flip: tuple[str, ...] = (),
+    top: str | None = None,
+) -> Path:
+    """VinDr-CXR layout: train.csv (three radiologists per image), train/<image_id>.dicom.
+
+    DICOMs of `size` = (columns, rows): 16-bit with 12 bits stored, or full 16-bit range, every
+    third one MONOCHROME1 (stored inverted, so it decodes like its MONOCHROME2 siblings).
+    Abnormal images: one or two radiologists report findings with boxes, the others "No finding".
+    """
+    rng = np.random.default_rng(seed)
+    cols, rows = size
+    w = _Members(out, form, top)
+    lines = ["image_id,class_name,class_id,rad_id,x_min,y_min,x_max,y_max"]
+    for i, (name, label) in enumerate(split_labels(split).items()):
+        iid = _stem(name)
+        raw = 1 - label if name in flip else label
+        for r in range(3):
+            rad = f"R{(i + r) % 17 + 1}"
+            if raw == 1 and r < 1 + i % 2:
+                cid = (0, 3, 11)[(i + r) % 3]
+                lines.append(f"{iid},{VINDR_CLASSES[cid]},{cid},{rad},1.0,2.0,{cols - 2}.5,{rows - 1}.0")
+                if r == 0:  # a second finding of the same radiologist
+                    lines.append(f"{iid},{VINDR_CLASSES[11]},11,{rad},0.0,0.0,2.0,3.0")
+            else:
+                lines.append(f"{iid},No finding,14,{rad},,,,")
+        bits = 12 if i % 2 else 16
+        high = 2**bits - 1
+        pixels = _pixels(rng, rows, cols, label, np.uint16, high)
+        mono1 = i % 3 == 0
+        if mono1:
+            pixels = (high - pixels).astype(np.uint16)
+        w.write(
+            f"train/{iid}.dicom",
+            dicom_bytes(pixels, "MONOCHROME1" if mono1 else "MONOCHROME2", bits, uid_seed=iid),
+        )
+    w.write("test/abc.dicom", dicom_bytes(_pixels(rng, rows, cols, 0, np.uint16, 4095), uid_seed="test"))
+    w.write("train.csv", "\n".join(lines) + "\n")
+    w.write("sample_submission.csv", "image_id,PredictionString\nabc,14 1 0 0 1 1\n")
+    return w.close()
+
+
+def write_lag_raw(out: str | Path, split: dict, form: str = "dir", size: int = 16, seed: int = 0) -> Path:
+    """The Med-AD copy of LAG: LAG/images/<name>.jpg + LAG/data.json (zip form: under LAG/)."""
+    folder = write_medad_folder(
+        Path(out) if form == "dir" else Path(out).with_suffix(""), split, (size, size), seed, False, False
+    )
+    return folder if form == "dir" else pack(folder, form, out, top="LAG")
