@@ -28,6 +28,7 @@ def choice(default: Any, choices: tuple, doc: str = "") -> Any:
 
 @dataclass
 class DataConfig:
+    path: str = ""  # prepared dataset folder (set from `sagan train --data`)
     # anomaly ratio of the unlabelled set (data.md): 0..1, or "0_u" for no unlabelled data (Table 4)
     anomaly_ratio: Any = 0.6
     # what to do when a pool is too small for the ratio (LAG above 0.6): "error" or "shrink" U
@@ -61,12 +62,14 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 # Presets change budgets here and model sizes in each method's own DEMO dict.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
+    # demo: 32 px images, a few-thousand-parameter model and 200 iterations: under a CPU-minute a run
     "demo": {
-        "train.iterations": 240,
+        "data.image_size": 32,
+        "train.iterations": 200,
         "train.batch_size": 16,
         "train.log_every": 10,
-        "train.checkpoint_every": 60,
-        "eval.select_every": 60,
+        "train.checkpoint_every": 50,
+        "eval.select_every": 50,
     },
 }
 

@@ -1,0 +1,43 @@
+"""Brainomaly (Siddiquee et al., WACV 2024), the Table 3 baseline: StarGAN-style additive generator,
+WGAN-GP, identity L1 on normals, no cycle loss, no pseudo anomalies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sagan.losses import identity_loss, wgan_g_loss
+from sagan.methods import register
+from sagan.methods.base import Batch
+from sagan.methods.gan import GANConfig, RestorationGAN
+from sagan.models.generator import StarGANGenerator
+
+
+@dataclass
+class BrainomalyConfig(GANConfig):
+    lr_g: float = 1e-4  # official code: 1e-4 for G and D
+    lr_d: float = 1e-4
+
+
+@register
+class Brainomaly(RestorationGAN):
+    """Brainomaly: additive-map GAN trained on normal + unlabelled images (the paper's baseline)."""
+
+    name = "brainomaly"
+    Config = BrainomalyConfig
+    DEMO = {"conv_dim": 8, "d_conv_dim": 8, "n_res": 2, "d_repeat_num": 5, "lr_g": 2e-4, "lr_d": 2e-4, "lr_decay_every": 20}
+
+    def __init__(self, cfg: BrainomalyConfig, image_size: int, iterations: int):
+        super().__init__(cfg, image_size, iterations)
+        self.G = StarGANGenerator(cfg.conv_dim, cfg.n_res)
+
+    def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
+        return self.G(x)
+
+    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        x_n, x_u = batch.normal, self.fake_source(batch)
+        x_n_r, x_u_r = self.G(torch.cat([x_n, x_u])).split([len(x_n), len(x_u)])
+        adv = wgan_g_loss(self.D(x_u_r))
+        idt = identity_loss(x_n_r, x_n)
+        return {"g_loss": adv + self.cfg.lambda_id * idt, "g_adv": adv, "g_id": idt}

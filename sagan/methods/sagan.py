@@ -1,0 +1,68 @@
+"""SAGAN (the paper's method): spatial-aware attention generator + FPI pseudo anomalies + WGAN-GP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sagan.config import ConfigError, choice
+from sagan.losses import identity_loss, restoration_loss, wgan_g_loss
+from sagan.methods import register
+from sagan.methods.base import Batch
+from sagan.methods.gan import GANConfig, RestorationGAN
+from sagan.models.generator import SAGANGenerator
+
+
+@dataclass
+class SAGANConfig(GANConfig):
+    n_patches: int = 2  # N: N x N patches (ACM); the code uses 2
+    use_acm: bool = True  # anatomical consistency module (patching + position code)
+    use_arrm: bool = True  # abnormal region restoration module (attention gates + multi-level fusion)
+    position_code: str = choice("effective", ("effective", "official"))  # official = authors' no-op code
+    gate_p: float = 0.95  # Bernoulli gate probability during training (authors' code)
+    gate_at_test: bool = False  # true = authors' code: gate stays on at test, scores are random
+    lambda_rec: float = 1.0  # weight of the pseudo-anomaly restoration loss (hard-coded 1 in the code)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 < self.gate_p <= 1.0:
+            raise ConfigError(f"model.gate_p must be in (0, 1], got {self.gate_p}")
+        if self.n_patches < 1:
+            raise ConfigError("model.n_patches must be >= 1")
+
+
+@register
+class SAGAN(RestorationGAN):
+    """Spatial-aware attention GAN (Zhang et al., MICCAI 2024)."""
+
+    name = "sagan"
+    Config = SAGANConfig
+    DEMO = {"conv_dim": 8, "d_conv_dim": 8, "n_res": 2, "d_repeat_num": 5, "lr_g": 2e-4, "lr_d": 2e-4, "lr_decay_every": 20}
+
+    def __init__(self, cfg: SAGANConfig, image_size: int, iterations: int):
+        super().__init__(cfg, image_size, iterations)
+        n = cfg.n_patches if cfg.use_acm else 1
+        if image_size % (8 * n):
+            raise ConfigError(f"image size {image_size} must be divisible by 8 * n_patches = {8 * n}")
+        self.G = SAGANGenerator(cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.position_code)
+
+    def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
+        gate = train or self.cfg.gate_at_test
+        return self.G(x, gate_p=self.cfg.gate_p if gate else None, rng=rng)
+
+    def fake_source(self, batch: Batch) -> torch.Tensor:
+        # "0_u" (Table 4): with no unlabelled data, pseudo anomalies take the fake side
+        return batch.unlabeled if batch.unlabeled is not None else batch.pseudo
+
+    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        x_n, x_p = batch.normal, batch.pseudo
+        parts = [x_n, x_p] + ([batch.unlabeled] if batch.unlabeled is not None else [])
+        out = self.restore(torch.cat(parts), rng, train=True).split([len(p) for p in parts])  # one pass
+        x_n_r, x_p_r = out[0], out[1]
+        x_u_r = out[2] if batch.unlabeled is not None else x_p_r
+        adv = wgan_g_loss(self.D(x_u_r))  # Eq. 5
+        idt = identity_loss(x_n_r, x_n)  # Eq. 3
+        rec = restoration_loss(x_p_r, x_n)  # Eq. 4
+        total = adv + self.cfg.lambda_id * idt + self.cfg.lambda_rec * rec  # Eq. 6
+        return {"g_loss": total, "g_adv": adv, "g_id": idt, "g_rec": rec}

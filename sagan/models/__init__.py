@@ -1,0 +1,1 @@
+"""Networks, one module per paper concept. They know nothing about training."""
