@@ -30,7 +30,7 @@ def choice(default: Any, choices: tuple, doc: str = "") -> Any:
 class DataConfig:
     path: str = ""  # prepared dataset folder (set from `sagan train --data`)
     # anomaly ratio of the unlabelled set (data.md): 0..1, or "0_u" for no unlabelled data (Table 4)
-    anomaly_ratio: Any = 0.6
+    anomaly_ratio: Any = field(default=0.6, metadata={"normalize": lambda v: normalize_anomaly_ratio(v)})
     # what to do when a pool is too small for the ratio (LAG above 0.6): "error" or "shrink" U
     on_small_pool: str = choice("error", ("error", "shrink"))
     # experiment image size; prepared images of another size are resized once at load time
@@ -127,7 +127,8 @@ def set_field(obj: Any, name: str, value: Any, prefix: str) -> None:
     if name not in known:
         raise ConfigError(f"unknown config key {key!r}; allowed in {prefix}: {', '.join(sorted(known))}")
     f = known[name]
-    value = _coerce(value, getattr(obj, name), key)
+    normalize = f.metadata.get("normalize")
+    value = normalize(value) if normalize else _coerce(value, getattr(obj, name), key)
     choices = f.metadata.get("choices")
     if choices and value not in choices:
         raise ConfigError(f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
@@ -145,6 +146,11 @@ def parse_anomaly_ratio(value: Any) -> float | None:
     if not 0.0 <= ar <= 1.0:
         raise ConfigError(f"data.anomaly_ratio: {ar} is outside [0, 1]; use a fraction (0.6 = 60%) or '0_u'")
     return ar
+
+
+def normalize_anomaly_ratio(value: Any) -> float | str:
+    ar = parse_anomaly_ratio(value)
+    return "0_u" if ar is None else ar
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

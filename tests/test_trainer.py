@@ -1,0 +1,169 @@
+"""The shared trainer and evaluator: determinism, resume after SIGKILL, errors, every method."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sagan.cli import main as cli
+from sagan.config import ConfigError, resolve_config
+from sagan.evaluate import evaluate_run
+from sagan.methods import method_names
+from sagan.trainer import TrainingError, train
+
+FAST = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=2"]
+
+
+def sagan_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sagan.cli", *args]
+
+
+def run_cli(tiny, out, method="sagan", iters=6, extra=()):
+    sets = [*FAST, f"train.iterations={iters}", "train.checkpoint_every=2", *extra]
+    argv = ["train", "--data", str(tiny), "--method", method, "--seed", "0", "--out", str(out), "--preset", "demo"]
+    for s in sets:
+        argv += ["--set", s]
+    assert cli(argv) == 0
+    assert cli(["evaluate", str(out)]) == 0
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_registered_method_trains_and_scores(tiny_dataset, tmp_path, method):
+    run_cli(tiny_dataset, tmp_path / method, method)
+    scores = pd.read_csv(tmp_path / method / "scores.csv")
+    assert list(scores.columns) == ["name", "label", "score"]
+    assert len(scores) == 12 and scores["score"].between(0, 1).all() and scores["score"].notna().all()
+    m = json.loads((tmp_path / method / "metrics.json").read_text())
+    assert 0 <= m["auc"] <= 1 and 0 <= m["ap"] <= 1 and m["selection"] == "last" and m["method"] == method
+    cfg = yaml.safe_load((tmp_path / method / "config.yaml").read_text())
+    assert cfg["method"] == method and cfg["train"]["iterations"] == 6 and cfg["data"]["path"] == str(tiny_dataset)
+    log = pd.read_csv(tmp_path / method / "train_log.csv")
+    assert log["iteration"].tolist() == [2, 4, 6] and "d_loss" in log
+
+
+def test_same_command_twice_gives_identical_scores(tiny_dataset, tmp_path):
+    for name in ("a", "b"):
+        run_cli(tiny_dataset, tmp_path / name)
+    assert (tmp_path / "a" / "scores.csv").read_bytes() == (tmp_path / "b" / "scores.csv").read_bytes()
+    run_cli(tiny_dataset, tmp_path / "c", extra=["model.gate_p=0.5"])
+    assert (tmp_path / "a" / "scores.csv").read_bytes() != (tmp_path / "c" / "scores.csv").read_bytes()
+
+
+def test_resume_after_sigkill_gives_identical_final_scores(tiny_dataset, tmp_path):
+    iters = 60
+    args = ["--data", str(tiny_dataset), "--method", "sagan", "--seed", "1", "--preset", "demo"]
+    for s in [*FAST, f"train.iterations={iters}", "train.checkpoint_every=5"]:
+        args += ["--set", s]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    subprocess.run(sagan_cmd("train", *args, "--out", str(tmp_path / "full")), check=True, env=env)
+
+    crashed = tmp_path / "crashed"
+    proc = subprocess.Popen(sagan_cmd("train", *args, "--out", str(crashed)), env=env)
+    ckpt = crashed / "checkpoints" / "last.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=False)["iteration"]
+    assert killed_at < iters, "the run finished before it could be killed"
+    subprocess.run(sagan_cmd("train", *args, "--out", str(crashed)), check=True, env=env)  # resumes
+    for run in ("full", "crashed"):
+        subprocess.run(sagan_cmd("evaluate", str(tmp_path / run)), check=True, env=env)
+    assert (tmp_path / "full" / "scores.csv").read_bytes() == (crashed / "scores.csv").read_bytes()
+    full_log = pd.read_csv(tmp_path / "full" / "train_log.csv").drop(columns="seconds")
+    resumed_log = pd.read_csv(crashed / "train_log.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(full_log, resumed_log)
+
+
+def test_non_finite_loss_stops_with_iteration_and_loss(tiny_dataset, tmp_path):
+    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "model.lr_d": 1e30,
+                                                     "model.lr_g": 1e30, "train.iterations": 50,
+                                                     "data.image_size": 32, "train.batch_size": 4})
+    with pytest.raises(TrainingError, match=r"non-finite loss at iteration \d+: \{'"):
+        train(tmp_path / "nan", cfg)
+
+
+def test_test_oracle_selection_is_labelled_and_reports_the_gap(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "o", extra=["eval.selection=test-oracle", "eval.select_every=2"])
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["selection"] == "test-oracle"
+    assert m["auc"] == m["oracle"]["auc"] and m["last"]["iteration"] == 6
+    assert m["oracle_gap"]["auc"] == pytest.approx(m["oracle"]["auc"] - m["last"]["auc"])
+
+
+def test_zero_u_setting_trains_without_unlabelled_data(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "0u", extra=["data.anomaly_ratio=0_u"])
+    m = json.loads((tmp_path / "0u" / "metrics.json").read_text())
+    assert m["anomaly_ratio"] == "0_u" and m["unlabeled"]["U"] == 0
+
+
+def test_rerun_with_other_config_is_refused(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "r")
+    with pytest.raises(ConfigError, match="different configuration.*train.iterations"):
+        resolve_and_train = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset),
+                                                                      "train.iterations": 7})
+        train(tmp_path / "r", resolve_and_train)
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--method", "nope"], "unknown method 'nope'; registered methods: brainomaly, sagan"),
+        (["--set", "model.nope=1"], "unknown config key 'model.nope'; allowed in model:"),
+        (["--set", "model.position_code=foo"], "choose one of effective, official"),
+        (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),
+        (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
+        (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, message):
+    base = {"--method": "sagan", "--preset": "demo"}
+    for flag, value in zip(argv[::2], argv[1::2]):
+        if flag in base:
+            base[flag] = value
+    extra = [a for f, v in zip(argv[::2], argv[1::2]) if f == "--set" for a in (f, v)]
+    args = ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"), "--seed", "0"]
+    args += [a for kv in base.items() for a in kv] + extra
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_unfinished_run_says_how_to_resume(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "u"
+    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 4,
+                                                     "data.image_size": 32, "train.batch_size": 4})
+    train(run, cfg)
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    state["iteration"] = 2
+    torch.save(state, run / "checkpoints" / "last.pt")
+    with pytest.raises(Exception, match="training did not finish"):
+        evaluate_run(run)
+
+
+def test_methods_command_lists_registry(capsys):
+    assert cli(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in method_names())
+
+
+def test_maps_for_figures(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "m")
+    import numpy as np
+
+    z = np.load(tmp_path / "m" / "maps.npz")
+    assert z["images"].shape == z["restored"].shape == z["maps"].shape == (12, 32, 32)
+    assert (z["maps"] >= 0).all() and (z["maps"] <= 1).all()
+    assert json.loads(str(z["boxes"][-1]))  # abnormal test images carry their boxes
+    assert Path(tmp_path / "m" / "checkpoints" / "last.pt").is_file()
