@@ -1,0 +1,81 @@
+"""Training speed and memory: seconds per iteration of every method at a given batch size.
+
+Usage: python benchmarks/train_speed.py [--preset paper|demo] [--batch 64] [--iters 3] [--device cpu|cuda]
+Uses random in-memory images of the preset's size (speed does not depend on the pixel values); the
+timed loop is the trainer's own (BatchMaker slices device tensors, FPI on the device, method step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from sagan.config import resolve_config
+from sagan.data.loading import TrainingData
+from sagan.methods import method_names
+from sagan.trainer import BatchMaker, build_method
+
+
+def bench(method: str, preset: str, batch: int, iters: int, device: torch.device, amp: bool) -> dict:
+    cfg = resolve_config(method, 0, preset, None, {"train.batch_size": batch})
+    size = cfg.data.image_size
+    g = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
+    data = TrainingData(None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8))
+    m = build_method(cfg, device)
+    m.train()
+    rng = torch.Generator(device=device).manual_seed(0)
+    batches = BatchMaker(data, cfg, device)
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+    n_critic = getattr(cfg.model, "n_critic", 1)
+    warm = n_critic  # one full D+G cycle before timing
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for t in range(warm + iters):
+        if t == warm:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+        with ctx:
+            m.training_step(batches(t, rng), t, rng)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    sec = (time.perf_counter() - t0) / iters
+    out = {
+        "method": method, "preset": preset, "image_size": size, "batch": batch, "s_per_it": sec,
+        "params_G": sum(p.numel() for p in m.G.parameters()), "params_D": sum(p.numel() for p in m.D.parameters()),
+    }
+    if device.type == "cuda":
+        out["peak_gpu_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--iters", type=int, default=4, help="timed iterations (an even number covers D and G steps)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--methods", default=",".join(method_names()))
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"device={a.device} threads={torch.get_num_threads()} torch={torch.__version__} bf16={a.bf16}")
+    for method in a.methods.split(","):
+        r = bench(method, a.preset, a.batch, a.iters, torch.device(a.device), a.bf16)
+        extra = f" peak_gpu={r['peak_gpu_GiB']:.2f}GiB" if "peak_gpu_GiB" in r else ""
+        print(
+            f"{r['method']:11s} preset={r['preset']:5s} {r['image_size']}px batch={r['batch']:3d} "
+            f"{r['s_per_it']:.4f} s/it  G={r['params_G']:,} D={r['params_D']:,}{extra}"
+        )
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
