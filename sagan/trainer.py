@@ -132,7 +132,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
         done = t + 1
         if done % cfg.train.log_every == 0 or done == total:
             row = {"iteration": done, **{k: float(v) for k, v in losses.items()}}
-            row["lr_g"] = opts["g"].param_groups[0]["lr"] if "g" in opts else float("nan")
+            row.update({f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in opts.items()})
             row["seconds"] = round(time.perf_counter() - t0, 3)
             rows.append(row)
             log.info("it %d/%d %s", done, total, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "iteration"))

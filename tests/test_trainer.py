@@ -119,7 +119,7 @@ def test_rerun_with_other_config_is_refused(tiny_dataset, tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--method", "nope"], "unknown method 'nope'; registered methods: brainomaly, sagan"),
+        (["--method", "nope"], "unknown method 'nope'; registered methods: ae, brainomaly, sagan"),
         (["--set", "model.nope=1"], "unknown config key 'model.nope'; allowed in model:"),
         (["--set", "model.position_code=foo"], "choose one of effective, official"),
         (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),

@@ -15,7 +15,7 @@ def register(cls: type[Method]) -> type[Method]:
 
 def _load_builtin() -> None:
     # importing the modules registers their classes
-    from sagan.methods import brainomaly, sagan  # noqa: F401
+    from sagan.methods import ae, brainomaly, sagan  # noqa: F401
 
 
 def method_names() -> list[str]:

@@ -1,0 +1,65 @@
+"""AE: the reconstruction baseline of Table 2, trained on labelled normal images only.
+
+Score = mean squared reconstruction error (the "AE" row of the DDAD benchmark the paper compares to).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sagan.config import ConfigError
+from sagan.methods import register
+from sagan.methods.base import Batch, Method
+from sagan.models.autoencoder import AutoEncoder
+
+
+@dataclass
+class AEConfig:
+    conv_dim: int = 32
+    latent_dim: int = 16
+    depth: int = 4  # stride-2 downsamplings
+    lr: float = 5e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def validate(self) -> None:
+        if self.depth < 1 or self.latent_dim < 1 or self.conv_dim < 1:
+            raise ConfigError("model.depth, model.latent_dim and model.conv_dim must be >= 1")
+
+
+@register
+class AE(Method):
+    """Convolutional autoencoder on normal images; anomaly score = reconstruction error."""
+
+    name = "ae"
+    Config = AEConfig
+    DEMO = {"conv_dim": 8}
+    uses_unlabeled = False
+    group = "normal only"
+
+    def __init__(self, cfg: AEConfig, image_size: int, iterations: int):
+        super().__init__(cfg, image_size)
+        if image_size % 2**cfg.depth:
+            raise ConfigError(f"image size {image_size} must be divisible by 2**model.depth = {2**cfg.depth}")
+        self.net = AutoEncoder(image_size, cfg.conv_dim, cfg.latent_dim, cfg.depth)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if not hasattr(self, "_opts"):
+            self._opts = {"ae": torch.optim.Adam(self.net.parameters(), self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))}
+        return self._opts
+
+    def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        loss = ((self.net(batch.normal) - batch.normal) ** 2).mean()
+        opt = self.optimizers()["ae"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"rec_loss": loss.detach()}
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        restored = self.net(images)
+        sq = (images - restored) ** 2 / 4  # in [0, 1] for images in [-1, 1]
+        return {"score": sq.flatten(1).mean(1), "restored": restored, "map": sq}
