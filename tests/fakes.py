@@ -296,3 +296,124 @@ def write_lag_raw(out: str | Path, split: dict, form: str = "dir", size: int = 1
         Path(out) if form == "dir" else Path(out).with_suffix(""), split, (size, size), seed, False, False
     )
     return folder if form == "dir" else pack(folder, form, out, top="LAG")
+
+
+# --------------------------------------------------------------------------------------------
+# A local HTTP server speaking the part of the Kaggle API that downloads competition files
+# --------------------------------------------------------------------------------------------
+
+
+class KaggleStub:
+    """Real HTTP on 127.0.0.1 (random port) for the real Kaggle client, used as a context manager.
+
+    POST /api/v1/competitions.CompetitionApiService/DownloadDataFiles {"competitionName": SLUG}
+    -> 302 to /storage/SLUG.zip, served with Content-Length, Last-Modified, ETag and byte ranges.
+    `forbidden` slugs answer 403 (rules not accepted); wrong credentials 401; other paths 404.
+    `cut(n, mode)`: the next `times` GETs send n body bytes, then close the connection ("close")
+    or stall until `release()` ("hang"); `body_cut` is set once the bytes are out.
+    """
+
+    LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
+
+    def __init__(self, files: dict[str, bytes], username: str = "tester", key: str = "secret", forbidden=()):
+        import base64
+        import threading
+
+        self.files, self.forbidden = files, set(forbidden)
+        self.auth = "Basic " + base64.b64encode(f"{username}:{key}".encode()).decode()
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
+        self._cut: tuple[int, str, int] | None = None
+        self.body_cut = threading.Event()
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+
+    def cut(self, n_bytes: int, mode: str = "close", times: int = 1) -> None:
+        self._cut = (n_bytes, mode, times)
+
+    def release(self) -> None:
+        self._release.set()
+
+    def _take_cut(self) -> tuple[int, str] | None:
+        with self._lock:
+            if not self._cut or self._cut[2] <= 0:
+                return None
+            n, mode, times = self._cut
+            self._cut = (n, mode, times - 1)
+            return n, mode
+
+    def __enter__(self) -> KaggleStub:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _reply(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(code)
+                for k, v in {"Content-Length": str(len(body)), **(headers or {})}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append(("POST", self.path, None))
+                if not self.path.endswith("/competitions.CompetitionApiService/DownloadDataFiles"):
+                    return self._reply(404, b'{"code": 404}', {"Content-Type": "application/json"})
+                if self.headers.get("Authorization") != stub.auth:
+                    return self._reply(401, b'{"code": 401, "message": "Unauthenticated"}')
+                slug = body.get("competitionName")
+                if slug in stub.forbidden:
+                    return self._reply(403, b'{"code": 403, "message": "You must accept the rules"}')
+                if f"{slug}.zip" not in stub.files:
+                    return self._reply(404, b'{"code": 404}')
+                self._reply(302, b"", {"Location": f"/storage/{slug}.zip?X-Goog-Signature=abc"})
+
+            def do_GET(self):
+                name = self.path.split("?")[0].removeprefix("/storage/")
+                rng = self.headers.get("Range")
+                stub.requests.append(("GET", self.path, rng))
+                if name not in stub.files:
+                    return self._reply(404)
+                data = stub.files[name]
+                start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
+                headers = {
+                    "Content-Type": "application/zip",
+                    "Last-Modified": stub.LAST_MODIFIED,
+                    "ETag": '"v1"',
+                    "Accept-Ranges": "bytes",
+                }
+                if start:
+                    headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                body = data[start:]
+                cut = stub._take_cut()
+                self.send_response(206 if start else 200)
+                for k, v in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if cut is None:
+                    self.wfile.write(body)
+                    return
+                self.wfile.write(body[: cut[0]])
+                self.wfile.flush()
+                stub.body_cut.set()
+                if cut[1] == "hang":
+                    stub._release.wait(60)
+                self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release.set()
+        self.server.shutdown()
+        self.server.server_close()
