@@ -106,7 +106,9 @@ def test_missing_credentials_fail_before_any_request(kaggle_env, tmp_path, rsna_
     with KaggleStub({f"{RSNA}.zip": rsna_zip}) as stub:
         r = sagan_subprocess(stub, "download", "rsna", "--out", str(tmp_path / "raw"))
     assert r.returncode == 2
-    assert "no Kaggle credentials found" in r.stderr and "kaggle.json" in r.stderr and DEMO_HINT in r.stderr
+    assert (
+        "no Kaggle credentials found" in r.stderr and "kaggle.json" in r.stderr and DEMO_HINT[1:] in r.stderr
+    )
     assert "Traceback" not in r.stderr and stub.requests == []
     assert not (tmp_path / "raw" / f"{RSNA}.zip").exists()
 
