@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", default="small", help="small (demo default) | large | medium")
     s.add_argument("--image-size", type=int, default=64)
+    s.add_argument("--keep-raw", default=None, metavar="DIR", help="also keep the rendered Med-AD folder here")
 
     s = sub.add_parser("download", help="fetch a raw dataset (Kaggle, URL, or a local archive/folder)")
     s.add_argument("dataset", help="rsna | vindr | lag")

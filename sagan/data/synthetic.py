@@ -21,9 +21,12 @@ group, index in the group): the k-th image of a group is the same at every size.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import functools
 import json
 import logging
+import multiprocessing
+import os
 import shutil
 import tempfile
 import time
@@ -59,8 +62,12 @@ class SynthDataset:
 DATASETS = {
     "synth-rsna": SynthDataset("synth-rsna", 1, "chest", (3851, 4000, 5012, 1000, 1000), ("opacity",)),
     "synth-vindr": SynthDataset(
-        "synth-vindr", 2, "chest", (4000, 5606, 3394, 1000, 1000),
-        ("opacity", "nodule", "effusion", "cardiomegaly"), exposure=(0.75, 1.2),
+        "synth-vindr",
+        2,
+        "chest",
+        (4000, 5606, 3394, 1000, 1000),
+        ("opacity", "nodule", "effusion", "cardiomegaly"),
+        exposure=(0.75, 1.2),
     ),
     "synth-lag": SynthDataset("synth-lag", 3, "fundus", (1500, 832, 900, 811, 811), ("large_cup",)),
 }
@@ -139,6 +146,7 @@ def _smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
+
 def _ellipse_radius(dx: np.ndarray, dy: np.ndarray, rx: float, ry: float) -> np.ndarray:
     """Normalised elliptical radius (1 on the ellipse). Squares via np.square: float32 ** 4 is slow."""
     return np.sqrt(np.square(dx / rx) + np.square(dy / ry))
@@ -146,12 +154,21 @@ def _ellipse_radius(dx: np.ndarray, dy: np.ndarray, rx: float, ry: float) -> np.
 
 def _window(xs: np.ndarray, ys: np.ndarray) -> tuple[slice, slice]:
     """(rows, cols) slices of the pixels whose centres span the given image coordinates (+1 px)."""
+
     def span(c: np.ndarray) -> slice:
         lo = int(np.floor((c.min() + 1) / 2 * RENDER_SIZE - 0.5)) - 1
         hi = int(np.ceil((c.max() + 1) / 2 * RENDER_SIZE - 0.5)) + 2
         return slice(min(max(lo, 0), RENDER_SIZE), min(max(hi, 0), RENDER_SIZE))
+
     return span(ys), span(xs)
 
+
+@dataclass
+class _Rendering:
+    clean: np.ndarray  # intensity in [0, 1] without findings, before noise
+    sick: np.ndarray  # the same with the findings
+    noise: np.ndarray  # added to both
+    findings: list[str]
 
 
 # --- chest radiograph phantom ------------------------------------------------------------------
@@ -190,26 +207,46 @@ def _sample_chest(rng: np.random.Generator, spec: SynthDataset) -> ChestSubject:
     lungs = []
     for side in (-1, 1):
         # the right hemidiaphragm (image left) usually sits a little higher (the liver below it)
-        lungs.append(dict(
-            side=side, cx=side * _u(rng, 0.36, 0.42), cy=_u(rng, -0.1, -0.02) - (0.03 if side < 0 else 0),
-            ax=_u(rng, 0.3, 0.36) + (0.01 if side < 0 else 0), ay=_u(rng, 0.58, 0.66),
-            dome=_u(rng, 0.16, 0.28), medial=_u(rng, 0.55, 0.75),
-        ))
-    heart = dict(cx=_u(rng, 0.07, 0.13), cy=_u(rng, 0.24, 0.32), ax=_u(rng, 0.29, 0.34),
-                 ay=_u(rng, 0.2, 0.25), angle=_u(rng, 0.3, 0.55))
-    s = RENDER_SIZE
+        lungs.append(
+            dict(
+                side=side,
+                cx=side * _u(rng, 0.36, 0.42),
+                cy=_u(rng, -0.1, -0.02) - (0.03 if side < 0 else 0),
+                ax=_u(rng, 0.3, 0.36) + (0.01 if side < 0 else 0),
+                ay=_u(rng, 0.58, 0.66),
+                dome=_u(rng, 0.16, 0.28),
+                medial=_u(rng, 0.55, 0.75),
+            )
+        )
+    heart = dict(
+        cx=_u(rng, 0.07, 0.13),
+        cy=_u(rng, 0.24, 0.32),
+        ax=_u(rng, 0.29, 0.34),
+        ay=_u(rng, 0.2, 0.25),
+        angle=_u(rng, 0.3, 0.55),
+    )
     return ChestSubject(
         pose=(_u(rng, 0.93, 1.05), _u(rng, -0.06, 0.06), _u(rng, -0.05, 0.05), _u(rng, -0.03, 0.06)),
-        body_width=_u(rng, 0.86, 0.96), neck_width=_u(rng, 0.24, 0.3),
-        lungs=lungs, heart=heart,
-        rib_start=_u(rng, -0.82, -0.74), rib_spacing=_u(rng, 0.13, 0.15), rib_curve=_u(rng, 0.7, 0.95),
+        body_width=_u(rng, 0.86, 0.96),
+        neck_width=_u(rng, 0.24, 0.3),
+        lungs=lungs,
+        heart=heart,
+        rib_start=_u(rng, -0.82, -0.74),
+        rib_spacing=_u(rng, 0.13, 0.15),
+        rib_curve=_u(rng, 0.7, 0.95),
         clavicle_y=_u(rng, -0.62, -0.54),
-        tissue=_u(rng, 0.6, 0.7), air=_u(rng, 0.32, 0.42), bone=_u(rng, 0.08, 0.12),
-        gain=_u(rng, *spec.exposure), offset=_u(rng, -0.03, 0.05), gamma=_u(rng, 0.8, 1.25),
-        noise_sigma=_u(rng, 0.008, 0.022),
+        tissue=_u(rng, 0.6, 0.7),
+        air=_u(rng, 0.32, 0.42),
+        bone=_u(rng, 0.08, 0.12),
+        gain=_u(rng, *spec.exposure),
+        offset=_u(rng, -0.03, 0.05),
+        gamma=_u(rng, 0.8, 1.25),
+        noise_sigma=_u(rng, 0.01, 0.03),
         fields=dict(
-            bias=_smooth_noise(rng, 3), texture=_smooth_noise(rng, 24), markings=_smooth_noise(rng, 12),
-            white=rng.standard_normal((s, s), dtype=np.float32),
+            bias=_smooth_noise(rng, 3),
+            texture=_smooth_noise(rng, 24),
+            markings=_smooth_noise(rng, 12),
+            grain=_smooth_noise(rng, RENDER_SIZE // 2),
         ),
     )
 
@@ -229,7 +266,9 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
 
     # body: neck widening into sloping shoulders, trunk slightly narrower towards the abdomen
     shoulders = _soft_inside(-0.66 - v, 0.26)  # 0 above the shoulders, 1 below
-    half_width = sub.neck_width + (sub.body_width - sub.neck_width) * shoulders - 0.08 * np.clip(v - 0.4, 0, 1)
+    half_width = (
+        sub.neck_width + (sub.body_width - sub.neck_width) * shoulders - 0.08 * np.clip(v - 0.4, 0, 1)
+    )
     body = _soft_inside(au - half_width, 0.025)
     tissue = sub.tissue * (1 + 0.15 * _soft_inside(0.5 - v, 0.3) + 0.03 * sub.fields["bias"])
 
@@ -244,12 +283,18 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
     heart[w] = _soft_inside(_ellipse_radius(ca * du + sa * dv, -sa * du + ca * dv, hax, hay) - 1, 0.07)
     mediastinum = heart.copy()
     w = window(0.0, 0.22, -0.48, -0.24)  # aortic knob bulging into the left lung
-    mediastinum[w] = np.maximum(mediastinum[w], _soft_inside(_ellipse_radius(u[w] - 0.1, v[w] + 0.36, 0.09, 0.08) - 1, 0.15))
+    mediastinum[w] = np.maximum(
+        mediastinum[w], _soft_inside(_ellipse_radius(u[w] - 0.1, v[w] + 0.36, 0.09, 0.08) - 1, 0.15)
+    )
 
     lungs = np.zeros((2,) + u.shape, np.float32)
     for i, lung in enumerate(sub.lungs):
-        w = window(lung["cx"] - lung["ax"] - 0.05, lung["cx"] + lung["ax"] + 0.05,
-                   lung["cy"] - lung["ay"] - 0.05, lung["cy"] + lung["ay"] + 0.05)
+        w = window(
+            lung["cx"] - lung["ax"] - 0.05,
+            lung["cx"] + lung["ax"] + 0.05,
+            lung["cy"] - lung["ay"] - 0.05,
+            lung["cy"] + lung["ay"] + 0.05,
+        )
         lat = lung["side"] * (u[w] - lung["cx"]) / lung["ax"]  # +1 at the lateral wall
         q = (v[w] - lung["cy"]) / lung["ay"]  # -1 at the apex, +1 at the deepest base
         # rounded apex; the lateral wall bulges lowest, the medial border is straighter and shorter
@@ -267,14 +312,23 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
     rib_line = v - (-0.1 * au + sub.rib_curve * np.square(au))
     phase = (rib_line - sub.rib_start) / sub.rib_spacing
     rib_dist = np.abs(phase - np.round(phase)) * sub.rib_spacing
-    ribs = _soft_inside(rib_dist - 0.026, 0.012) * (0.3 + 0.7 * lung_any) * shoulders * _soft_inside(v - 0.62, 0.08)
+    ribs = (
+        _soft_inside(rib_dist - 0.026, 0.012)
+        * (0.3 + 0.7 * lung_any)
+        * shoulders
+        * _soft_inside(v - 0.62, 0.08)
+    )
     ribs *= _soft_inside(0.05 - au, 0.02)
     # clavicles: bars rising laterally from the sternum, over the lung apices
     clavicles = np.zeros_like(u)
     w = window(-0.75, 0.75, sub.clavicle_y - 0.25, sub.clavicle_y + 0.1)
     cl = au[w] - 0.06
     clav_line = v[w] - (sub.clavicle_y - 0.2 * cl + 0.1 * np.square(cl))
-    clavicles[w] = _soft_inside(np.abs(clav_line) - 0.028, 0.01) * _soft_inside(-cl, 0.01) * _soft_inside(cl - 0.58, 0.06)
+    clavicles[w] = (
+        _soft_inside(np.abs(clav_line) - 0.028, 0.01)
+        * _soft_inside(-cl, 0.01)
+        * _soft_inside(cl - 0.58, 0.06)
+    )
     # spine: vertebral bodies with darker discs, seen through the mediastinum; dark trachea above
     spine = np.zeros_like(u)
     w = window(-0.1, 0.1, -1.5, 1.5)
@@ -286,7 +340,8 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
     hilar = np.clip(np.abs(au - 0.12) / 0.45, 0, 1)
     air = sub.air * lung_any * (0.78 + 0.22 * hilar) * (1 + 0.07 * sub.fields["markings"])
     density = (
-        body * tissue - air
+        body * tissue
+        - air
         + sub.bone * (ribs + 1.5 * clavicles + spine)
         + 0.03 * heart
         + 0.012 * sub.fields["texture"] * body
@@ -334,16 +389,37 @@ def _sample_chest_findings(
     for kind, side in zip(kinds, sides):
         if kind == "opacity":
             cx, cy = _pick_in_lung(rng, layers.lungs[side], 0.95)
-            out.append(Finding("opacity", side, dict(
-                cx=cx, cy=cy, rx=_u(rng, 0.11, 0.2), ry=_u(rng, 0.14, 0.26), amp=_u(rng, 0.6, 0.9)),
-                dict(warp=_smooth_noise(rng, 8), texture=_smooth_noise(rng, 20))))
+            out.append(
+                Finding(
+                    "opacity",
+                    side,
+                    dict(cx=cx, cy=cy, rx=_u(rng, 0.13, 0.22), ry=_u(rng, 0.16, 0.28), amp=_u(rng, 0.5, 0.8)),
+                    dict(warp=_smooth_noise(rng, 8), texture=_smooth_noise(rng, 20)),
+                )
+            )
         elif kind == "nodule":
             cx, cy = _pick_in_lung(rng, layers.lungs[side], 0.99)
-            out.append(Finding("nodule", side, dict(cx=cx, cy=cy, r=_u(rng, 0.045, 0.075),
-                                                    aspect=_u(rng, 0.85, 1.15), amp=_u(rng, 0.7, 1.0))))
+            out.append(
+                Finding(
+                    "nodule",
+                    side,
+                    dict(
+                        cx=cx,
+                        cy=cy,
+                        r=_u(rng, 0.045, 0.075),
+                        aspect=_u(rng, 0.85, 1.15),
+                        amp=_u(rng, 0.7, 1.0),
+                    ),
+                )
+            )
         elif kind == "effusion":
-            out.append(Finding("effusion", side, dict(
-                height=_u(rng, 0.14, 0.32), meniscus=_u(rng, 0.06, 0.16), amp=_u(rng, 1.0, 1.25))))
+            out.append(
+                Finding(
+                    "effusion",
+                    side,
+                    dict(height=_u(rng, 0.14, 0.32), meniscus=_u(rng, 0.1, 0.22), amp=_u(rng, 1.0, 1.25)),
+                )
+            )
         else:
             out.append(Finding("cardiomegaly", -1, dict(sx=_u(rng, 1.3, 1.5), sy=_u(rng, 1.1, 1.2))))
     return out
@@ -356,17 +432,23 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
     lung = layers.lungs[f.side]
     out = np.zeros_like(lung)
     if f.kind == "opacity":
-        # irregular outline (warped radius), patchy inside; compact support (1 - r^2)^2
-        w = _window(np.array([p["cx"] - 1.6 * p["rx"], p["cx"] + 1.6 * p["rx"]]),
-                    np.array([p["cy"] - 1.6 * p["ry"], p["cy"] + 1.6 * p["ry"]]))
-        r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["rx"], p["ry"]) / (1 + 0.25 * f.fields["warp"][w])
-        blob = np.square(np.clip(1 - np.square(r), 0, None))
-        patches = np.clip(0.75 + 0.3 * f.fields["texture"][w], 0.2, 1.3)
+        # irregular outline (warped radius), patchy inside, fuzzy edge reaching zero at r = 1
+        w = _window(
+            np.array([p["cx"] - 1.6 * p["rx"], p["cx"] + 1.6 * p["rx"]]),
+            np.array([p["cy"] - 1.6 * p["ry"], p["cy"] + 1.6 * p["ry"]]),
+        )
+        r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["rx"], p["ry"]) / (
+            1 + 0.25 * f.fields["warp"][w]
+        )
+        blob = _soft_inside(r - 0.7, 0.3)
+        patches = np.clip(0.85 + 0.2 * f.fields["texture"][w], 0.4, 1.3)
         out[w] = sub.air * p["amp"] * blob * patches * lung[w]
     elif f.kind == "nodule":
         ry = p["r"] * p["aspect"]
-        w = _window(np.array([p["cx"] - 1.5 * p["r"], p["cx"] + 1.5 * p["r"]]),
-                    np.array([p["cy"] - 1.5 * ry, p["cy"] + 1.5 * ry]))
+        w = _window(
+            np.array([p["cx"] - 1.5 * p["r"], p["cx"] + 1.5 * p["r"]]),
+            np.array([p["cy"] - 1.5 * ry, p["cy"] + 1.5 * ry]),
+        )
         r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["r"], ry)
         out[w] = sub.air * p["amp"] * _soft_inside(r - 1, 0.35) * lung[w]
     elif f.kind == "effusion":
@@ -374,7 +456,9 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
         L = sub.lungs[f.side]
         lateral = np.clip(L["side"] * (layers.u - L["cx"]) / L["ax"], -1, 1)
         surface = L["cy"] + L["ay"] - p["height"] - p["meniscus"] * np.square((lateral + 1) / 2)
-        fluid = _soft_inside(surface - layers.v, 0.035) * (0.85 + 0.15 * _soft_inside(surface + 0.1 - layers.v, 0.1))
+        fluid = _soft_inside(surface - layers.v, 0.035) * (
+            0.85 + 0.15 * _soft_inside(surface + 0.1 - layers.v, 0.1)
+        )
         out = sub.air * p["amp"] * fluid * lung
     else:
         raise ValueError(f"no layer for finding {f.kind!r}")
@@ -386,14 +470,13 @@ def _chest_intensity(density: np.ndarray, sub: ChestSubject) -> np.ndarray:
     return np.clip(sub.offset + sub.gain * density + 0.1, 0, 1) ** sub.gamma
 
 
-def _render_chest(
-    rng: np.random.Generator, spec: SynthDataset, abnormal: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_chest(rng: np.random.Generator, spec: SynthDataset, abnormal: bool) -> _Rendering:
     sub = _sample_chest(rng, spec)
     layers = _chest_layers(sub)
     clean = _chest_intensity(layers.density, sub)
+    noise = sub.fields["grain"] * sub.noise_sigma
     if not abnormal:
-        return clean, clean, sub.fields["white"] * sub.noise_sigma
+        return _Rendering(clean, clean, noise, [])
     findings = _sample_chest_findings(rng, spec, sub, layers)
     big = [f for f in findings if f.kind == "cardiomegaly"]
     sick = _chest_layers(sub, (big[0].params["sx"], big[0].params["sy"])) if big else layers
@@ -401,7 +484,7 @@ def _render_chest(
     for f in findings:
         if f.kind != "cardiomegaly":
             density += _chest_finding_layer(f, sub, sick)
-    return clean, _chest_intensity(density, sub), sub.fields["white"] * sub.noise_sigma
+    return _Rendering(clean, _chest_intensity(density, sub), noise, [f.kind for f in findings])
 
 
 # --- fundus phantom ----------------------------------------------------------------------------
@@ -432,31 +515,78 @@ def _sample_fundus(rng: np.random.Generator) -> FundusSubject:
     for sign in (-1, 1):  # superior and inferior temporal arcades: a vein and an artery each
         for width, dark in ((0.026, 1.0), (0.019, 0.65)):
             t0 = _u(rng, 1.05, 1.35)
-            vessels.append(dict(sign=sign, theta0=t0, slope=_u(rng, 0.6, 0.85) * t0 / 1.2, r0=0.0,
-                                r1=1.7, width=width * _u(rng, 0.9, 1.1), dark=dark,
-                                wiggle=_u(rng, 0.02, 0.06), freq=_u(rng, 8, 16), phase=_u(rng, 0, 6.3)))
+            vessels.append(
+                dict(
+                    sign=sign,
+                    theta0=t0,
+                    slope=_u(rng, 0.6, 0.85) * t0 / 1.2,
+                    r0=0.0,
+                    r1=1.7,
+                    width=width * _u(rng, 0.9, 1.1),
+                    dark=dark,
+                    wiggle=_u(rng, 0.02, 0.06),
+                    freq=_u(rng, 8, 16),
+                    phase=_u(rng, 0, 6.3),
+                )
+            )
         for _ in range(2):  # nasal vessels, thinner and straighter
-            vessels.append(dict(sign=sign, theta0=np.pi - _u(rng, 0.3, 0.9), slope=_u(rng, -0.3, 0.2), r0=0.0,
-                                r1=_u(rng, 0.9, 1.4), width=_u(rng, 0.012, 0.018), dark=_u(rng, 0.5, 0.8),
-                                wiggle=_u(rng, 0.03, 0.08), freq=_u(rng, 8, 16), phase=_u(rng, 0, 6.3)))
+            vessels.append(
+                dict(
+                    sign=sign,
+                    theta0=np.pi - _u(rng, 0.3, 0.9),
+                    slope=_u(rng, -0.3, 0.2),
+                    r0=0.0,
+                    r1=_u(rng, 0.9, 1.4),
+                    width=_u(rng, 0.012, 0.018),
+                    dark=_u(rng, 0.5, 0.8),
+                    wiggle=_u(rng, 0.03, 0.08),
+                    freq=_u(rng, 8, 16),
+                    phase=_u(rng, 0, 6.3),
+                )
+            )
     for _ in range(int(rng.integers(3, 6))):  # branches leaving an arcade towards the periphery
         parent = vessels[int(rng.integers(4))]
         rb = _u(rng, 0.3, 0.7)
         theta_b = parent["theta0"] - parent["slope"] * rb
-        vessels.append(dict(sign=parent["sign"], theta0=theta_b + _u(rng, 0.25, 0.6) * rb, slope=_u(rng, 0.25, 0.6),
-                            r0=rb, r1=_u(rng, 1.1, 1.6), width=_u(rng, 0.01, 0.015), dark=_u(rng, 0.5, 0.8),
-                            wiggle=_u(rng, 0.02, 0.05), freq=_u(rng, 8, 16), phase=_u(rng, 0, 6.3)))
-    s = RENDER_SIZE
+        vessels.append(
+            dict(
+                sign=parent["sign"],
+                theta0=theta_b + _u(rng, 0.25, 0.6) * rb,
+                slope=_u(rng, 0.25, 0.6),
+                r0=rb,
+                r1=_u(rng, 1.1, 1.6),
+                width=_u(rng, 0.01, 0.015),
+                dark=_u(rng, 0.5, 0.8),
+                wiggle=_u(rng, 0.02, 0.05),
+                freq=_u(rng, 8, 16),
+                phase=_u(rng, 0, 6.3),
+            )
+        )
     return FundusSubject(
-        field_r=_u(rng, 0.9, 0.98), field_c=fc, eye=eye,
+        field_r=_u(rng, 0.9, 0.98),
+        field_c=fc,
+        eye=eye,
         disc=(dcx, dcy, _u(rng, 0.16, 0.2), _u(rng, 1.0, 1.12)),
-        cdr=_u(rng, 0.3, 0.45), cup_shift=_u(rng, 0.0, 0.15),
+        cdr=_u(rng, 0.3, 0.45),
+        cup_shift=_u(rng, 0.0, 0.15),
         macula=(dcx - eye * _u(rng, 0.68, 0.78), dcy + _u(rng, 0.02, 0.08)),
-        brightness=dict(bg=_u(rng, 0.4, 0.52), vignette=_u(rng, 0.25, 0.45), disc=_u(rng, 0.14, 0.2),
-                        cup=_u(rng, 0.2, 0.28), vessel=_u(rng, 0.12, 0.18), macula=_u(rng, 0.06, 0.12)),
-        vessels=vessels, gain=_u(rng, 0.85, 1.15), gamma=_u(rng, 0.8, 1.25), noise_sigma=_u(rng, 0.008, 0.02),
-        fields=dict(texture=_smooth_noise(rng, 32), bias=_smooth_noise(rng, 3),
-                    white=rng.standard_normal((s, s), dtype=np.float32)),
+        brightness=dict(
+            bg=_u(rng, 0.4, 0.52),
+            vignette=_u(rng, 0.25, 0.45),
+            disc=_u(rng, 0.14, 0.2),
+            cup=_u(rng, 0.2, 0.28),
+            vessel=_u(rng, 0.12, 0.18),
+            macula=_u(rng, 0.06, 0.12),
+        ),
+        vessels=vessels,
+        gain=_u(rng, 0.85, 1.15),
+        gamma=_u(rng, 0.8, 1.25),
+        noise_sigma=_u(rng, 0.01, 0.03),
+        fields=dict(
+            texture=_smooth_noise(rng, 32),
+            bias=_smooth_noise(rng, 3),
+            grain=_smooth_noise(rng, RENDER_SIZE // 2),
+        ),
     )
 
 
@@ -487,7 +617,9 @@ def _fundus_base(sub: FundusSubject) -> tuple[np.ndarray, np.ndarray]:
     theta = np.arctan2(yt, xt)
     dark = np.zeros_like(img)
     for ves in sub.vessels:
-        path = ves["sign"] * (ves["theta0"] - ves["slope"] * r + ves["wiggle"] * np.sin(ves["freq"] * r + ves["phase"]))
+        path = ves["sign"] * (
+            ves["theta0"] - ves["slope"] * r + ves["wiggle"] * np.sin(ves["freq"] * r + ves["phase"])
+        )
         dtheta = theta - path
         dtheta -= np.float32(2 * np.pi) * np.round(dtheta * np.float32(1 / (2 * np.pi)))  # wrap to [-pi, pi]
         # arc length to the vessel's centre line (exact enough where the profile is non-zero)
@@ -503,16 +635,18 @@ def _fundus_intensity(img: np.ndarray, fov: np.ndarray, sub: FundusSubject) -> n
     return np.clip(sub.gain * img * fov, 0, 1) ** sub.gamma
 
 
-def _render_fundus(rng: np.random.Generator, abnormal: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _render_fundus(rng: np.random.Generator, abnormal: bool) -> _Rendering:
     sub = _sample_fundus(rng)
     base, fov = _fundus_base(sub)
     clean = _fundus_intensity(base + _cup_layer(sub, sub.cdr), fov, sub)
-    noise = sub.fields["white"] * sub.noise_sigma * fov
+    noise = sub.fields["grain"] * sub.noise_sigma * fov
     if not abnormal:
-        return clean, clean, noise
+        return _Rendering(clean, clean, noise, [])
     # glaucomatous cupping: the cup widens and elongates vertically, thinning the rim
     cdr, stretch = _u(rng, 0.66, 0.85), _u(rng, 1.0, 1.1)
-    return clean, _fundus_intensity(base + _cup_layer(sub, cdr, stretch), fov, sub), noise
+    return _Rendering(
+        clean, _fundus_intensity(base + _cup_layer(sub, cdr, stretch), fov, sub), noise, ["large_cup"]
+    )
 
 
 # --- subjects, masks, boxes --------------------------------------------------------------------
@@ -522,13 +656,18 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
 
 
-def render_subject(
-    name: str, seed: int, group: str, index: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One subject at RENDER_SIZE: (image, the same subject without findings, mask), uint8 / bool.
+@dataclass
+class Subject:
+    """One rendered subject at RENDER_SIZE."""
 
-    For normal groups the first two are identical and the mask is empty.
-    """
+    image: np.ndarray  # (S, S) uint8, as written to the dataset
+    normal: np.ndarray  # (S, S) uint8, the same subject (same noise) without its findings
+    mask: np.ndarray  # (S, S) bool, the pixels the findings change; empty for normal subjects
+    findings: list[str]  # kinds of the findings, [] for normal subjects
+
+
+def render_subject(name: str, seed: int, group: str, index: int) -> Subject:
+    """The `index`-th subject of a split group (train/0, unlabeled/0, unlabeled/1, test/0, test/1)."""
     with _one_blas_thread():
         return _render_subject(name, seed, group, index)
 
@@ -539,19 +678,33 @@ def _one_blas_thread() -> threadpool_limits:
     return threadpool_limits(1, user_api="blas")
 
 
-def _render_subject(name: str, seed: int, group: str, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _retain_freed_memory() -> None:
+    """Let glibc keep freed memory (up to 64 MB) instead of returning it to the OS at once.
+
+    A subject allocates and frees some fifty 256 KB arrays; by default glibc unmaps them when the
+    subject is done and the next one page-faults them back in, which doubled the render time.
+    A no-op where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def _render_subject(name: str, seed: int, group: str, index: int) -> Subject:
     spec = _dataset(name)
+    if group not in GROUP_LABEL:
+        raise ValueError(f"unknown split group {group!r}; known: {', '.join(GROUPS)}")
     rng = subject_rng(seed, name, group, index)
     abnormal = GROUP_LABEL[group] == 1
-    if spec.kind == "chest":
-        clean, sick, noise = _render_chest(rng, spec, abnormal)
-    else:
-        clean, sick, noise = _render_fundus(rng, abnormal)
-    normal_img = _to_uint8(clean + noise)
+    r = _render_chest(rng, spec, abnormal) if spec.kind == "chest" else _render_fundus(rng, abnormal)
+    normal = _to_uint8(r.clean + r.noise)
     if not abnormal:
-        return normal_img, normal_img, np.zeros(clean.shape, bool)
-    # the noise is the same in both renderings; only the findings' own pixels differ
-    return _to_uint8(sick + noise), normal_img, np.abs(sick - clean) > MASK_THRESHOLD
+        return Subject(normal, normal, np.zeros(normal.shape, bool), [])
+    # the noise is the same in both renderings, so only the findings' own pixels differ
+    return Subject(_to_uint8(r.sick + r.noise), normal, np.abs(r.sick - r.clean) > MASK_THRESHOLD, r.findings)
 
 
 def mask_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
@@ -566,7 +719,7 @@ def mask_boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
 
 def _names(spec: SynthDataset, seed: int, counts: dict[str, int]) -> dict[str, list[str]]:
     """File names per group: numbers drawn by a seeded permutation, so neither the name nor the
-    file order gives away the label; each list keeps subject order (the first k are stable)."""
+    file order gives away the label; each list keeps subject order (its first k are stable)."""
     total = sum(counts.values())
     numbers = np.random.default_rng([seed, spec.code, 99]).permutation(total) + 1
     stem = spec.name.replace("-", "_")
@@ -577,66 +730,128 @@ def _names(spec: SynthDataset, seed: int, counts: dict[str, int]) -> dict[str, l
     return out
 
 
-def write_medad_folder(name: str, out: str | Path, seed: int = 0, size: str = "small") -> Path:
-    """Render a synthetic dataset as a Med-AD folder: images/<name>.png, data.json (split),
-    boxes.csv (name,x_min,y_min,x_max,y_max in pixels), masks/<stem>.png (abnormal images only)."""
+def _write_subject(task: tuple[str, int, str, int, str, str, int]) -> list[str]:
+    """Render one subject into a Med-AD folder; returns its boxes.csv rows."""
+    name, seed, group, index, fname, out, level = task
+    sub = _render_subject(name, seed, group, index)
+    img, mask = sub.image, sub.mask
+    Image.fromarray(img).save(Path(out, "images", fname), compress_level=level)
+    if GROUP_LABEL[group] == 0:
+        return []
+    Image.fromarray(mask.astype(np.uint8) * 255).save(
+        Path(out, "masks", f"{Path(fname).stem}.png"), compress_level=level
+    )
+    return [f"{fname},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in mask_boxes(mask)]
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (respects taskset / cgroup affinity where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_render_worker() -> None:
+    threadpool_limits(1, user_api="blas")
+    _retain_freed_memory()
+
+
+def write_medad_folder(
+    name: str, out: str | Path, seed: int = 0, size: str = "small", workers: int = 1, png_level: int = 1
+) -> Path:
+    """Render a synthetic dataset as a Med-AD folder: images/<name>.png (RENDER_SIZE, grey),
+    data.json (the split), boxes.csv (name,x_min,y_min,x_max,y_max in pixels, x_max exclusive),
+    masks/<stem>.png (abnormal images only). `workers` processes render (0 = all cores); the
+    result does not depend on it. `png_level`: zlib level (0 is fastest, for a throwaway folder)."""
     spec = _dataset(name)
-    counts = split_counts(name, size)
-    names = _names(spec, seed, counts)
+    names = _names(spec, seed, split_counts(name, size))
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
-    box_rows = ["name,x_min,y_min,x_max,y_max"]
-    with _one_blas_thread():
-        for g in GROUPS:
-            for k, fname in enumerate(names[g]):
-                img, _, mask = _render_subject(name, seed, g, k)
-                Image.fromarray(img).save(out / "images" / fname, compress_level=1)
-                if GROUP_LABEL[g] == 1:
-                    Image.fromarray(mask.astype(np.uint8) * 255).save(
-                        out / "masks" / f"{Path(fname).stem}.png", compress_level=1
-                    )
-                    box_rows += [f"{fname},{x0},{y0},{x1},{y1}" for x0, y0, x1, y1 in mask_boxes(mask)]
+    tasks = [
+        (name, seed, g, k, fname, str(out), png_level) for g in GROUPS for k, fname in enumerate(names[g])
+    ]
+    workers = min(len(tasks), workers if workers > 0 else _usable_cores())
+    if workers <= 1:
+        _retain_freed_memory()
+        with _one_blas_thread():
+            rows = [_write_subject(t) for t in tasks]
+    else:
+        with multiprocessing.get_context("fork").Pool(workers, _init_render_worker) as pool:
+            rows = pool.map(_write_subject, tasks, chunksize=max(1, len(tasks) // (workers * 8)))
     split = {
         "train": {"0": names["train/0"], "unlabeled": {"0": names["unlabeled/0"], "1": names["unlabeled/1"]}},
         "test": {"0": names["test/0"], "1": names["test/1"]},
     }
     (out / "data.json").write_text(json.dumps(split, indent=1))
-    (out / "boxes.csv").write_text("\n".join(box_rows) + "\n")
+    (out / "boxes.csv").write_text(
+        "\n".join(["name,x_min,y_min,x_max,y_max"] + [r for rs in rows for r in rs]) + "\n"
+    )
     return out
 
 
 def make_synthetic(
-    name: str, out: str | Path, seed: int = 0, size: str = "small", image_size: int = 64,
+    name: str,
+    out: str | Path,
+    seed: int = 0,
+    size: str = "small",
+    image_size: int = 64,
     keep_raw: str | Path | None = None,
+    workers: int = 0,
 ) -> Path:
     """Generate a synthetic dataset and prepare it with the real ingest; returns the prepared folder.
 
-    `keep_raw`: also keep the intermediate Med-AD folder there (otherwise it is a temporary folder).
+    The Med-AD folder is written to a temporary folder, or kept at `keep_raw` (replaced if it holds
+    an earlier one). `workers`: processes for rendering and for the ingest (0 = all cores).
     """
     from sagan.data.ingest import prepare_dataset  # the same code path as real data
 
     _dataset(name)
-    split_counts(name, size)  # validates size before any work
-    out = Path(out)
-    with tempfile.TemporaryDirectory(prefix=f".{name}-raw-", dir=out.parent if out.parent.exists() else None) as tmp:
-        raw = write_medad_folder(name, Path(tmp) / "medad", seed=seed, size=size)
-        prepared = prepare_dataset("medad", source=raw, out=out, image_size=image_size, name=name)
-        if keep_raw is not None:
-            keep = Path(keep_raw)
-            if keep.exists():
-                shutil.rmtree(keep)
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(raw), keep)
-    return Path(prepared) if prepared is not None else out
+    split_counts(name, size)  # validates --size before any work
+    if seed < 0:
+        raise DatasetError(f"--seed must be >= 0, got {seed}")
+    if keep_raw is None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)  # the throwaway folder goes beside the output
+        with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.medad-", dir=Path(out).parent) as tmp:
+            raw = write_medad_folder(
+                name, Path(tmp) / name, seed=seed, size=size, workers=workers, png_level=0
+            )
+            return prepare_dataset(
+                "medad", source=raw, out=out, image_size=image_size, workers=workers, name=name
+            )
+    keep = Path(keep_raw)
+    if keep.exists() and any(keep.iterdir()) and not (keep / "data.json").is_file():
+        raise DatasetError(
+            f"--keep-raw {keep}: folder exists and is not a Med-AD folder; give a new or empty path"
+        )
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{keep.name}.tmp-", dir=keep.parent))
+    try:  # render beside the target and swap it in, so an interrupted run leaves no half folder there
+        write_medad_folder(name, tmp, seed=seed, size=size, workers=workers)
+        if keep.exists():
+            shutil.rmtree(keep)
+        tmp.rename(keep)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return prepare_dataset("medad", source=keep, out=out, image_size=image_size, workers=workers, name=name)
 
 
 def cli_synth(args: argparse.Namespace) -> int:
     """`sagan synth NAME --out DIR [--seed S] [--size small|medium|large] [--image-size 64] [--keep-raw DIR]`."""
     t0 = time.perf_counter()
-    out = make_synthetic(args.name, args.out, seed=args.seed, size=args.size, image_size=args.image_size,
-                         keep_raw=getattr(args, "keep_raw", None))
-    n = sum(split_counts(args.name, args.size).values())
-    log.info("%s (%s, seed %d): %d images at %d px -> %s in %.1f s",
-             args.name, args.size, args.seed, n, args.image_size, out, time.perf_counter() - t0)
+    out = make_synthetic(
+        args.name,
+        args.out,
+        seed=args.seed,
+        size=args.size,
+        image_size=args.image_size,
+        keep_raw=getattr(args, "keep_raw", None),
+    )
+    counts = split_counts(args.name, args.size)
+    print(
+        f"wrote {out}: {args.name} ({args.size}, seed {args.seed}), {sum(counts.values())} images at "
+        f"{args.image_size} px, {time.perf_counter() - t0:.1f} s"
+    )
     return 0

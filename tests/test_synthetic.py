@@ -1,0 +1,204 @@
+"""Synthetic datasets: counts, determinism, masks that cover the findings, boxes, and the full path
+through the real ingest (`make_synthetic` -> Med-AD folder -> `prepare_dataset` -> `load_prepared`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from sagan.cli import main
+from sagan.data.ingest import decode_mask, resize_chain
+from sagan.data.prepared import DatasetError, load_prepared
+from sagan.data.splits import build_unlabeled_set, table1_counts
+from sagan.data.synthetic import (
+    DATASETS,
+    GROUPS,
+    RENDER_SIZE,
+    SIZES,
+    make_synthetic,
+    mask_boxes,
+    render_subject,
+    split_counts,
+)
+
+AR_GRID = [i / 100 for i in range(101)]
+
+
+def test_small_counts_follow_table1_at_one_25th():
+    assert list(split_counts("synth-rsna", "small").values()) == [154, 160, 200, 40, 40]
+    assert list(split_counts("synth-vindr", "small").values()) == [160, 224, 136, 40, 40]
+    assert list(split_counts("synth-lag", "small").values()) == [60, 33, 36, 32, 32]
+    assert list(split_counts("synth-rsna", "large").values()) == [1926, 2000, 2506, 500, 500]
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_rsna_pools_allow_every_anomaly_ratio(size):
+    c = split_counts("synth-rsna", size)
+    assert c["unlabeled/0"] >= c["train/0"] and c["unlabeled/1"] >= c["train/0"]
+
+
+def test_unknown_name_size_seed_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="synth-rsna, synth-vindr, synth-lag"):
+        split_counts("rsna", "small")
+    with pytest.raises(DatasetError, match="small, medium, large"):
+        split_counts("synth-rsna", "huge")
+    with pytest.raises(DatasetError, match="seed"):
+        render_subject("synth-rsna", -1, "test/0", 0)
+    assert main(["synth", "synth-foo", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_subjects_are_deterministic_and_seeded(name):
+    a = render_subject(name, 0, "test/1", 3)
+    b = render_subject(name, 0, "test/1", 3)
+    c = render_subject(name, 1, "test/1", 3)
+    assert a.image.shape == (RENDER_SIZE, RENDER_SIZE) and a.image.dtype == np.uint8
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask) and a.findings == b.findings
+    assert not np.array_equal(a.image, c.image)
+    # distinct subjects differ too (per-subject variation), within and across groups
+    assert not np.array_equal(a.image, render_subject(name, 0, "test/1", 4).image)
+    assert not np.array_equal(
+        render_subject(name, 0, "test/0", 3).image, render_subject(name, 0, "train/0", 3).image
+    )
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_masks_cover_every_changed_pixel(name):
+    """Against the same subject without its findings: every pixel changed by 2 grey levels or more is
+    in the mask (the mask threshold is half a grey level, rounding adds at most one)."""
+    for k in range(12):
+        s = render_subject(name, 0, "unlabeled/1", k)
+        changed = np.abs(s.image.astype(int) - s.normal.astype(int)) >= 2
+        assert s.findings and s.mask.any()
+        assert not (changed & ~s.mask).any(), f"{name} #{k}: changed pixels outside the mask"
+        assert changed.sum() >= 0.3 * s.mask.sum(), f"{name} #{k}: mask much larger than the change"
+        assert s.mask.mean() < 0.3
+        n = render_subject(name, 0, "unlabeled/0", k)
+        assert np.array_equal(n.image, n.normal) and not n.mask.any() and n.findings == []
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_findings_are_visible_at_training_size(name):
+    """At 64 px (the ingest's resize chain) each abnormal image still differs clearly inside its mask."""
+    for k in range(12):
+        s = render_subject(name, 0, "test/1", k)
+        img, ref = (resize_chain(Image.fromarray(a), 64).astype(int) for a in (s.image, s.normal))
+        mask = Image.fromarray(s.mask.astype(np.uint8) * 255)
+        import io
+
+        buf = io.BytesIO()
+        mask.save(buf, format="PNG")
+        m64 = decode_mask(buf.getvalue(), 64)[0].astype(bool)
+        assert m64.any(), f"{name} #{k}: mask vanishes at 64 px"
+        assert np.abs(img - ref)[m64].max() >= 20, f"{name} #{k}: finding too faint at 64 px"
+
+
+def test_vindr_draws_every_finding_kind():
+    kinds = set()
+    for k in range(40):
+        kinds.update(render_subject("synth-vindr", 0, "test/1", k).findings)
+    assert kinds == {"opacity", "nodule", "effusion", "cardiomegaly"}
+    assert {k for i in range(10) for k in render_subject("synth-rsna", 0, "test/1", i).findings} == {
+        "opacity"
+    }
+
+
+def test_mask_boxes_are_component_bounding_boxes():
+    m = np.zeros((20, 30), bool)
+    m[2:5, 3:9] = True  # rows 2..4, cols 3..8
+    m[10:18, 20:21] = True
+    m[18, 21] = True  # diagonal neighbour: same component (8-connectivity)
+    assert sorted(mask_boxes(m)) == [(3, 2, 9, 5), (20, 10, 22, 19)]
+    assert mask_boxes(np.zeros((4, 4), bool)) == []
+
+
+@pytest.fixture(scope="module")
+def rsna_small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    out = make_synthetic("synth-rsna", root / "synth-rsna", seed=0, size="small", workers=1)
+    return load_prepared(out)
+
+
+def test_rsna_small_loads_with_the_split_counts(rsna_small):
+    ds = rsna_small
+    c = split_counts("synth-rsna", "small")
+    assert ds.images.shape == (sum(c.values()), 64, 64) and ds.images.dtype == np.uint8
+    assert ds.meta["dataset"] == "synth-rsna" and ds.meta["label_check"]["n_disagreements"] == 0
+    assert table1_counts(ds.split) == {
+        "train_normal": c["train/0"],
+        "unlabeled_total": c["train/0"],
+        "unlabeled_normal": c["unlabeled/0"],
+        "unlabeled_abnormal": c["unlabeled/1"],
+        "test_normal": c["test/0"],
+        "test_abnormal": c["test/1"],
+    }
+    assert len(ds.pool("test", 1)) == c["test/1"] and len(ds.pool("unlabeled", 0)) == c["unlabeled/0"]
+    # names do not give away the label; one file per image
+    assert ds.index["name"].str.fullmatch(r"synth_rsna_\d{5}\.png").all()
+    assert ds.index["name"].is_unique
+    numbers = ds.index["name"].str[11:16].astype(int)
+    assert not numbers.is_monotonic_increasing
+
+
+def test_rsna_small_masks_and_boxes(rsna_small):
+    ds = rsna_small
+    ab, no = ds.index[ds.index["label"] == 1], ds.index[ds.index["label"] == 0]
+    assert (no["mask"] == -1).all() and (no["boxes"] == "[]").all()
+    assert (ab["mask"] >= 0).all() and ds.masks is not None and len(ds.masks) == len(ab)
+    assert all(ds.masks[r].any() for r in ab["mask"])
+    for row in ab.index:
+        boxes = ds.boxes(row)
+        assert 1 <= len(boxes) <= 4
+        for x0, y0, x1, y1 in boxes:
+            assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+
+
+def test_rsna_small_allows_every_anomaly_ratio(rsna_small):
+    for ar in AR_GRID:
+        u = build_unlabeled_set(rsna_small.split, ar)
+        assert u["U"] == u["requested_U"] == split_counts("synth-rsna", "small")["train/0"]
+        assert u["n_abnormal"] == int(u["U"] * ar)
+
+
+def test_lag_is_byte_identical_per_seed_through_the_cli(tmp_path):
+    assert (
+        main(["synth", "synth-lag", "--out", str(tmp_path / "a"), "--keep-raw", str(tmp_path / "raw")]) == 0
+    )
+    make_synthetic("synth-lag", tmp_path / "b", seed=0, workers=2)  # worker processes change nothing
+    make_synthetic("synth-lag", tmp_path / "c", seed=1, workers=1)
+    for f in ("images.npy", "masks.npy", "index.csv", "split.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    assert (tmp_path / "a" / "images.npy").read_bytes() != (tmp_path / "c" / "images.npy").read_bytes()
+    # the kept Med-AD folder: images, split file, masks and pixel boxes of the abnormal images only
+    raw = tmp_path / "raw"
+    split = json.loads((raw / "data.json").read_text())
+    abnormal = split["train"]["unlabeled"]["1"] + split["test"]["1"]
+    assert len(list((raw / "images").glob("*.png"))) == sum(split_counts("synth-lag", "small").values())
+    assert sorted(p.name for p in (raw / "masks").glob("*.png")) == sorted(abnormal)
+    boxes = pd.read_csv(raw / "boxes.csv")
+    assert list(boxes.columns) == ["name", "x_min", "y_min", "x_max", "y_max"]
+    assert set(boxes["name"]) == set(abnormal)
+    assert ((boxes.x_min >= 0) & (boxes.x_max <= RENDER_SIZE) & (boxes.x_min < boxes.x_max)).all()
+    assert ((boxes.y_min >= 0) & (boxes.y_max <= RENDER_SIZE) & (boxes.y_min < boxes.y_max)).all()
+    # LAG has too few unlabelled abnormals above AR 0.6, like the real set
+    build_unlabeled_set(split, 0.6)
+    with pytest.raises(DatasetError, match="anomaly ratio 0.8"):
+        build_unlabeled_set(split, 0.8)
+
+
+def test_keep_raw_refuses_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="not a Med-AD folder"):
+        make_synthetic("synth-lag", tmp_path / "out", keep_raw=tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_groups_match_the_split_order():
+    # split_entries order: the canonical pools of the prepared format
+    assert GROUPS == ("train/0", "unlabeled/0", "unlabeled/1", "test/0", "test/1")
