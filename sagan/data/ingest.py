@@ -325,8 +325,13 @@ def decode_all(
     if n == 0:
         return result
     workers = _resolve_workers(workers)
-    chunksize = max(1, min(32, n // (workers * 8)))
-    sem = threading.Semaphore(chunksize * workers * 4)  # members read but not yet decoded
+    if source.kind == "tar":
+        # tasks carry the member's bytes (VinDr DICOMs are up to ~30 MB): keep few in flight
+        chunksize, in_flight = 1, workers * 4
+    else:  # tasks carry a path or member name; workers read the bytes themselves
+        chunksize = max(1, min(32, n // (workers * 8)))
+        in_flight = chunksize * workers * 4
+    sem = threading.Semaphore(in_flight)  # tasks handed out but whose result is not yet consumed
     done = np.zeros(n, bool)
     errors: list[str] = []
     tasks = _tasks(source, wanted, sem, metadata_names, result)
