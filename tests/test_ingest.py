@@ -249,3 +249,27 @@ def test_not_an_archive(tmp_path):
         prepare_dataset("rsna", bad, tmp_path / "p")
     with pytest.raises(DatasetError, match="no such file or folder"):
         prepare_dataset("rsna", tmp_path / "nothing", tmp_path / "p")
+
+
+def test_compressed_dicom_without_decoder_says_what_to_install(tmp_path):
+    import importlib.util
+    import io
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLSLossless
+
+    if any(importlib.util.find_spec(m) for m in ("libjpeg", "gdcm", "jpeg_ls")):
+        pytest.skip("a JPEG-LS decoder is installed")
+    split = tiny_split()
+    raw = write_rsna_raw(tmp_path / "rsna", split)
+    path = raw / "stage_2_train_images" / split["test"]["0"][0].replace(".png", ".dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless  # no JPEG-LS decoder is installed here
+    ds.PixelData = encapsulate([b"\xff\xd8 not decodable \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    path.write_bytes(buf.getvalue())
+    with pytest.raises(DatasetError, match="(?s)JPEG-LS.*pip install pylibjpeg"):
+        prepare_dataset("rsna", raw, tmp_path / "p", image_size=8, workers=1, split=split)

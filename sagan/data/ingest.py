@@ -272,6 +272,7 @@ def _tasks(
     sem: threading.Semaphore,
     metadata_names: tuple[str, ...],
     collect: DecodeResult,
+    collect_masks: bool,
 ) -> Iterator[tuple[int, str, Any]]:
     """(row, key, payload) for every wanted image; blocks on `sem` so few members are in flight."""
     if source.kind != "tar":
@@ -291,7 +292,7 @@ def _tasks(
             elif name in metadata_names and name not in collect.metadata:
                 collect.metadata[name] = tf.extractfile(m).read()
                 source.tar_seen[name] = m.name
-            elif key.startswith(MASK_DIR + "/"):
+            elif collect_masks and key.startswith(MASK_DIR + "/"):
                 collect.masks[key] = tf.extractfile(m).read()
 
 
@@ -334,7 +335,7 @@ def decode_all(
     sem = threading.Semaphore(in_flight)  # tasks handed out but whose result is not yet consumed
     done = np.zeros(n, bool)
     errors: list[str] = []
-    tasks = _tasks(source, wanted, sem, metadata_names, result)
+    tasks = _tasks(source, wanted, sem, metadata_names, result, collect_masks=decoder == "pil")
     init_args = (source.kind, str(source.path), decoder, image_size)
 
     def consume(results: Iterator) -> None:
@@ -366,7 +367,12 @@ def decode_all(
         raise DatasetError(
             f"{source.path}: {len(errors)} image(s) could not be decoded (corrupt or truncated):\n  {shown}"
             + ("\n  ..." if len(errors) > 20 else "")
-            + "\nre-download the archive (or replace these files) and run again"
+            + (
+                "\nsome DICOMs use a compressed transfer syntax: pip install pylibjpeg pylibjpeg-libjpeg "
+                "pylibjpeg-openjpeg (pydicom's decoders), then run again"
+                if any("missing dependencies" in e for e in errors)
+                else "\nre-download the archive (or replace these files) and run again"
+            )
         )
     return result
 
