@@ -273,3 +273,13 @@ def test_compressed_dicom_without_decoder_says_what_to_install(tmp_path):
     path.write_bytes(buf.getvalue())
     with pytest.raises(DatasetError, match="(?s)JPEG-LS.*pip install pylibjpeg"):
         prepare_dataset("rsna", raw, tmp_path / "p", image_size=8, workers=1, split=split)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_truncated_tar_stream_is_a_clear_error(tmp_path, workers):
+    split = tiny_split()
+    archive = pack(write_rsna_raw(tmp_path / "rsna", split, size=64), "tar.gz")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="cannot read the archive .*truncated or corrupt"):
+        prepare_dataset("rsna", archive, tmp_path / "p", image_size=8, workers=workers, split=split)

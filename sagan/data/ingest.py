@@ -17,6 +17,7 @@ a bounded number of members in flight. The archive is never extracted nor held i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -26,6 +27,7 @@ import sys
 import tarfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -183,6 +185,18 @@ def source_kind(path: Path) -> str:
     raise DatasetError(f"{path}: not a folder, zip or tar archive (corrupt or incomplete download?)")
 
 
+@contextlib.contextmanager
+def archive_errors(path: Path) -> Iterator[None]:
+    """Turn errors of reading the archive itself (truncated, corrupt) into one DatasetError."""
+    try:
+        yield
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+        raise DatasetError(
+            f"{path}: cannot read the archive ({type(err).__name__}: {err}); it is truncated or corrupt "
+            "(incomplete download?): download it again"
+        ) from None
+
+
 def _key(member: str) -> str:
     """'<parent folder>/<file name>', how images are matched whatever the archive's top folders."""
     parts = PurePosixPath(member).parts
@@ -242,7 +256,7 @@ class RawSource:
         if self.kind != "tar":
             return {n: self.read(m) for n in names if (m := self.find(n)) is not None}
         found: dict[str, bytes] = {}
-        with tarfile.open(self.path, "r|*") as tf:
+        with archive_errors(self.path), tarfile.open(self.path, "r|*") as tf:
             for m in tf:
                 name = PurePosixPath(m.name).name
                 if m.isfile() and name in names and name not in found:
@@ -281,12 +295,14 @@ def _tasks(
             sem.acquire()
             yield row, key, keyed[key]
         return
+    yielded: set[str] = set()
     with tarfile.open(source.path, "r|*") as tf:
         for m in tf:
             if not m.isfile():
                 continue
             key, name = _key(m.name), PurePosixPath(m.name).name
-            if key in wanted:
+            if key in wanted and key not in yielded:  # the first copy wins, as with folders and zips
+                yielded.add(key)
                 sem.acquire()
                 yield wanted[key], key, tf.extractfile(m).read()
             elif name in metadata_names and name not in collect.metadata:
@@ -350,12 +366,13 @@ def decode_all(
                     result.images[row] = img
                     result.sizes[row] = size
 
-    if workers == 1:
-        _init_worker(*init_args)
-        consume(map(_decode_task, tasks))
-    else:
-        with multiprocessing.get_context("fork").Pool(workers, _init_worker, init_args) as pool:
-            consume(pool.imap_unordered(_decode_task, tasks, chunksize=chunksize))
+    with archive_errors(source.path):
+        if workers == 1:
+            _init_worker(*init_args)
+            consume(map(_decode_task, tasks))
+        else:
+            with multiprocessing.get_context("fork").Pool(workers, _init_worker, init_args) as pool:
+                consume(pool.imap_unordered(_decode_task, tasks, chunksize=chunksize))
     missing = [k for k, row in wanted.items() if not done[row]]
     if missing:
         raise DatasetError(
