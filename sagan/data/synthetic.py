@@ -6,7 +6,7 @@ with per-subject variation in shape, pose, contrast and noise. Abnormal subjects
 exact ground truth:
     synth-rsna   one or two lung opacities (soft blobs confined to the lung fields)
     synth-vindr  one to three of: opacity, nodule, pleural effusion at a lung base, enlarged heart
-    synth-lag    enlarged optic cup (cup-to-disc ratio 0.66-0.85 against 0.25-0.45 for normals)
+    synth-lag    enlarged optic cup (cup-to-disc ratio 0.66-0.85 against 0.30-0.45 for normals)
 A subject is rendered once without and once with its findings, before noise; the mask is every
 pixel the findings change by more than half a grey level, so it covers the anomaly by construction
 (for the enlarged heart or cup it is the changed region). Boxes are the bounding boxes of the
@@ -24,7 +24,6 @@ import argparse
 import ctypes
 import functools
 import json
-import logging
 import multiprocessing
 import os
 import shutil
@@ -39,8 +38,6 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from sagan.data.prepared import DatasetError
-
-log = logging.getLogger(__name__)
 
 RENDER_SIZE = 256  # phantoms are drawn at this size; the ingest resizes to the experiment size
 GROUPS = ("train/0", "unlabeled/0", "unlabeled/1", "test/0", "test/1")  # split_entries order
@@ -118,7 +115,8 @@ def _soft_inside(d: np.ndarray, width: float) -> np.ndarray:
     shapes built from it change no pixel beyond their edge band (which keeps masks tight)."""
     t = d * np.float32(-0.5 / width)
     t += np.float32(0.5)
-    np.clip(t, 0.0, 1.0, out=t)
+    np.maximum(t, 0.0, out=t)
+    np.minimum(t, 1.0, out=t)
     edge = t * np.float32(-2)
     edge += np.float32(3)
     t *= t
@@ -282,7 +280,7 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
     du, dv = u[w] - hcx, v[w] - h["cy"]
     heart[w] = _soft_inside(_ellipse_radius(ca * du + sa * dv, -sa * du + ca * dv, hax, hay) - 1, 0.07)
     mediastinum = heart.copy()
-    w = window(0.0, 0.22, -0.48, -0.24)  # aortic knob bulging into the left lung
+    w = window(-0.05, 0.25, -0.5, -0.22)  # aortic knob bulging into the left lung
     mediastinum[w] = np.maximum(
         mediastinum[w], _soft_inside(_ellipse_radius(u[w] - 0.1, v[w] + 0.36, 0.09, 0.08) - 1, 0.15)
     )
@@ -437,9 +435,9 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
             np.array([p["cx"] - 1.6 * p["rx"], p["cx"] + 1.6 * p["rx"]]),
             np.array([p["cy"] - 1.6 * p["ry"], p["cy"] + 1.6 * p["ry"]]),
         )
-        r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["rx"], p["ry"]) / (
-            1 + 0.25 * f.fields["warp"][w]
-        )
+        # (the warp is clipped so the outline stays inside the window and the radius positive)
+        warp = np.clip(1 + 0.25 * f.fields["warp"][w], 0.6, 1.5)
+        r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["rx"], p["ry"]) / warp
         blob = _soft_inside(r - 0.7, 0.3)
         patches = np.clip(0.85 + 0.2 * f.fields["texture"][w], 0.4, 1.3)
         out[w] = sub.air * p["amp"] * blob * patches * lung[w]
@@ -595,7 +593,7 @@ def _cup_layer(sub: FundusSubject, cdr: float, stretch: float = 1.0) -> np.ndarr
     x, y = _grid()
     dcx, dcy, rd, aspect = sub.disc
     ccx = dcx - sub.eye * sub.cup_shift * rd * (1 - cdr)  # cup sits a little temporal, less so when large
-    r = np.sqrt(((x - ccx) / (cdr * rd)) ** 2 + ((y - dcy) / (cdr * rd * aspect * stretch)) ** 2)
+    r = _ellipse_radius(x - ccx, y - dcy, cdr * rd, cdr * rd * aspect * stretch)
     return sub.brightness["cup"] * _soft_inside(r - 1, 0.12)
 
 
@@ -603,17 +601,21 @@ def _fundus_base(sub: FundusSubject) -> tuple[np.ndarray, np.ndarray]:
     """Everything but the cup: (brightness, field-of-view mask)."""
     x, y = _grid()
     b = sub.brightness
-    fr = np.sqrt((x - sub.field_c[0]) ** 2 + (y - sub.field_c[1]) ** 2) / sub.field_r
+    fr = _ellipse_radius(x - sub.field_c[0], y - sub.field_c[1], sub.field_r, sub.field_r)
     fov = _soft_inside(fr - 1, 0.015)
     dcx, dcy, rd, aspect = sub.disc
-    img = b["bg"] * (1 - b["vignette"] * fr**2) + 0.02 * sub.fields["texture"] + 0.03 * sub.fields["bias"]
-    rdisc = np.sqrt(((x - dcx) / rd) ** 2 + ((y - dcy) / (rd * aspect)) ** 2)
+    img = (
+        b["bg"] * (1 - b["vignette"] * np.square(fr))
+        + 0.02 * sub.fields["texture"]
+        + 0.03 * sub.fields["bias"]
+    )
+    rdisc = _ellipse_radius(x - dcx, y - dcy, rd, rd * aspect)
     img += b["disc"] * _soft_inside(rdisc - 1, 0.08) + 0.04 * _soft_inside(rdisc - 1.5, 0.4)  # disc + halo
-    rmac = np.sqrt((x - sub.macula[0]) ** 2 + (y - sub.macula[1]) ** 2) / 0.16
+    rmac = _ellipse_radius(x - sub.macula[0], y - sub.macula[1], 0.16, 0.16)
     img -= b["macula"] * _soft_inside(rmac - 1, 0.8)
     # vessels in polar coordinates around the disc, angle 0 pointing at the macula
     xt, yt = -sub.eye * (x - dcx), y - dcy
-    r = np.sqrt(xt**2 + yt**2)
+    r = np.sqrt(np.square(xt) + np.square(yt))
     theta = np.arctan2(yt, xt)
     dark = np.zeros_like(img)
     for ves in sub.vessels:
@@ -811,15 +813,25 @@ def make_synthetic(
     split_counts(name, size)  # validates --size before any work
     if seed < 0:
         raise DatasetError(f"--seed must be >= 0, got {seed}")
+    provenance = {
+        "generator": "sagan.data.synthetic",
+        "name": name,
+        "seed": seed,
+        "size": size,
+        "render_size": RENDER_SIZE,
+        "counts": split_counts(name, size),
+    }
     if keep_raw is None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)  # the throwaway folder goes beside the output
         with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.medad-", dir=Path(out).parent) as tmp:
             raw = write_medad_folder(
                 name, Path(tmp) / name, seed=seed, size=size, workers=workers, png_level=0
             )
-            return prepare_dataset(
+            prepared = prepare_dataset(
                 "medad", source=raw, out=out, image_size=image_size, workers=workers, name=name
             )
+        source = f"sagan synth {name} --seed {seed} --size {size} (rendered to a temporary Med-AD folder)"
+        return _record_provenance(prepared, provenance, source)
     keep = Path(keep_raw)
     if keep.exists() and any(keep.iterdir()) and not (keep / "data.json").is_file():
         raise DatasetError(
@@ -835,7 +847,24 @@ def make_synthetic(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return prepare_dataset("medad", source=keep, out=out, image_size=image_size, workers=workers, name=name)
+    prepared = prepare_dataset(
+        "medad", source=keep, out=out, image_size=image_size, workers=workers, name=name
+    )
+    return _record_provenance(prepared, provenance, None)
+
+
+def _record_provenance(prepared: Path, provenance: dict, source: str | None) -> Path:
+    """Add how the data was generated to meta.json (rewritten atomically); `source` replaces the
+    ingest's source path when that folder was temporary."""
+    from sagan.config import write_atomic
+
+    meta_path = Path(prepared) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["synthetic"] = provenance
+    if source is not None:
+        meta["source"] = source
+    write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+    return Path(prepared)
 
 
 def cli_synth(args: argparse.Namespace) -> int:
