@@ -226,7 +226,7 @@ def test_check_sources_one_message_listing_everything(kaggle_env, tmp_path, lag_
     assert "vindr=/no/such/VinDr.zip: no such file or folder" in err
     assert "URL#sha256=HEX" in err and DEMO_HINT in err
     with_kaggle_json(kaggle_env)
-    ok = ["check-sources", "--dataset", "rsna=kaggle", "--dataset", f"lag={lag_archive}",
+    ok = ["check-sources", "--dataset", "rsna=kaggle", "--dataset", f"lag={lag_archive}#sha256={'b' * 64}",
           "--dataset", "vindr=https://example.org/v.zip#sha256=" + "a" * 64]  # fmt: skip
     assert main(ok) == 0
     (kaggle_env / "kaggle.json").unlink()

@@ -334,11 +334,13 @@ def check_sources(specs: list[str]) -> list[str]:
     for spec in specs:
         dataset, sep, source = spec.partition("=")
         dataset, source = dataset.strip(), source.strip()
+        # a pinned hash may follow any source (URL#sha256=HEX); only a URL needs one
+        plain, pinned = split_url_hash(source)
         if not sep or not dataset or not source:
             problems.append(f"{spec!r}: expected DATASET=SOURCE, e.g. rsna=kaggle or lag=/data/LAG.tar.gz")
         elif dataset not in DATASETS:
             problems.append(f"{dataset}: unknown dataset (known: {', '.join(DATASETS)})")
-        elif source == "kaggle":
+        elif plain == "kaggle":
             if dataset not in KAGGLE_COMPETITIONS:
                 problems.append(f"lag=kaggle: {LAG_HELP}")
             elif kaggle_credentials_found() is None:
@@ -346,15 +348,16 @@ def check_sources(specs: list[str]) -> list[str]:
                     f"{dataset}=kaggle: no Kaggle credentials found: {KAGGLE_CREDENTIALS_HELP}; the account must "
                     f"also have accepted the rules at {rules_url(KAGGLE_COMPETITIONS[dataset])}"
                 )
-        elif is_url(source):
-            if not split_url_hash(source)[1]:
+        elif is_url(plain):
+            if not pinned:
                 problems.append(
-                    f"{dataset}={source}: a URL needs its expected sha256, written URL#sha256=HEX"
+                    f"{dataset}={source}: a URL needs its expected sha256, written URL#sha256=HEX "
+                    "(config: datasets.<name>.sha256)"
                 )
-        elif not Path(source).expanduser().exists():
+        elif not Path(plain).expanduser().exists():
             hint = f" ({LAG_HELP})" if dataset == "lag" else ""
             problems.append(
-                f"{dataset}={source}: no such file or folder; give the raw archive (zip, tar, tar.gz) or "
+                f"{dataset}={plain}: no such file or folder; give the raw archive (zip, tar, tar.gz) or "
                 f"folder, a URL#sha256=HEX, or 'kaggle'{hint}"
             )
     return problems
