@@ -163,10 +163,12 @@ def _oracle_step(method: Method, data: TrainingData, cfg: RunConfig, rng, done: 
     scores = score_images(method, data.test, cfg.eval.batch_size, cfg, rng_seed=cfg.seed)["score"]
     method.train()
     m = metrics(data.test_labels, scores)
+    history = best.get("history", []) + [{"iteration": done, **m}]
     if m["auc"] > best["auc"] and m["ap"] > best["ap"]:
         best = {"auc": m["auc"], "ap": m["ap"], "iteration": done}
         _save({"iteration": done, "model": method.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "oracle.pt")
-    return best
+    write_atomic(ckpt_dir.parent / "selection_log.csv", pd.DataFrame(history).to_csv(index=False))
+    return {**best, "history": history}
 
 
 def cli_train(args) -> int:
