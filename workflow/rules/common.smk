@@ -174,16 +174,15 @@ def check_sources():
     missing = [d for d in REAL if not Path(f"data/prepared/{d}/meta.json").is_file()]
     if not missing or linting or not workflow.is_main_process:
         return
-    pairs = [f"--dataset={d}={config['datasets'][d]['source']}" for d in missing]
+    pairs = []
+    for d in missing:
+        entry = config["datasets"][d]
+        pin = f"#sha256={entry['sha256']}" if entry.get("sha256") else ""
+        pairs.append(f"--dataset={d}={entry['source']}{pin}")
     done = subprocess.run(["sagan", "check-sources", *pairs], capture_output=True, text=True)
     if done.returncode != 0:
         reason = (done.stderr.strip() or done.stdout.strip()).removeprefix("sagan check-sources: error: ")
-        print(
-            f"Cannot start experiment '{config['name']}': {reason}\n"
-            "To run the same pipeline on synthetic data instead (no download, no credentials):\n"
-            "    snakemake --cores 2 --configfile config/demo.yaml",
-            file=sys.stderr,
-        )
+        print(f"Cannot start experiment '{config['name']}': {reason}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -24,12 +24,14 @@ rule synth:
         " --image-size {params.image_size} > {log} 2>&1"
 
 
+# Output = the download record, not the folder: a rerun keeps (and resumes) partial downloads.
 rule download:
     output:
-        directory("data/raw/{dataset}"),
+        "data/raw/{dataset}/{dataset}.source.json",
     log:
         "data/logs/download/{dataset}.log",
     params:
+        out=lambda w, output: Path(output[0]).parent,
         source=source_args,
     wildcard_constraints:
         dataset=r"rsna|vindr|lag",
@@ -40,12 +42,12 @@ rule download:
     conda:
         "../envs/sagan.yaml"
     shell:
-        "sagan download {wildcards.dataset} --out {output} {params.source} > {log} 2>&1"
+        "sagan download {wildcards.dataset} --out {params.out} {params.source} > {log} 2>&1"
 
 
 rule prepare:
     input:
-        raw="data/raw/{dataset}",
+        raw="data/raw/{dataset}/{dataset}.source.json",
     output:
         directory("data/prepared/{dataset}"),
     log:
