@@ -1,0 +1,195 @@
+"""Tables 1-4, the metrics file, check-tables and compare-paper, on fake run folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sagan.cli import main
+from sagan.report.tables import TABLE_COLUMNS, build_tables, paper_values, ranks, render_all
+from tests.run_fakes import make_experiment, make_run
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = make_experiment(tmp_path_factory.mktemp("exp") / "paper")
+    assert main(["tables", "--results", str(root), "--out", str(root / "tables")]) == 0
+    return root
+
+
+def read(root, name):
+    return pd.read_csv(root / "tables" / name, keep_default_na=False, dtype=str)
+
+
+def test_every_table_in_three_formats_with_the_required_columns(experiment):
+    for name, columns in TABLE_COLUMNS.items():
+        for ext in ("csv", "md", "tex"):
+            assert (experiment / "tables" / f"{name}.{ext}").stat().st_size > 0
+        assert list(read(experiment, f"{name}.csv").columns) == columns
+    assert (experiment / "tables" / "table2.tex").read_text().startswith(r"\begin{table}")
+
+
+def test_table2_values_are_percent_means_and_sample_stds_over_seeds(experiment):
+    t2 = read(experiment, "table2.csv")
+    assert len(t2) == 6 and set(t2["n_seeds"]) == {"3"}
+    row = t2[(t2["method"] == "sagan") & (t2["dataset"] == "vindr")].iloc[0]
+    aps = [json.loads((p / "metrics.json").read_text())["ap"] for p in sorted((experiment / "runs/vindr/sagan/ar0.6/default").iterdir())]
+    assert row["ap_mean"] == f"{100 * np.mean(aps):.2f}"
+    assert row["ap_std"] == f"{100 * np.std(aps, ddof=1):.2f}"
+    assert all(len(v.split(".")[1]) == 2 for v in t2["auc_mean"])  # two decimals
+    # paper values only where the paper states them (VinDr); RSNA and LAG absolute values are unknown
+    assert (row["paper_ap"], row["paper_auc"]) == ("89.30", "91.47")
+    assert set(t2.loc[t2["dataset"] != "vindr", "paper_ap"]) == {""}
+    assert set(t2["selection"]) == {"last"}
+    # the ablation variants and other anomaly ratios do not leak into Table 2
+    assert set(t2["method"]) == {"brainomaly", "sagan"}
+
+
+def test_table3_rows_paper_values_and_position_code(experiment):
+    t3 = read(experiment, "table3.csv")
+    assert list(t3["variant"]) == [
+        "Baseline (Brainomaly)", "SAGAN w/o ACM, ARRM", "+ACM", "+ARRM", "+ACM and ARRM",
+    ]  # fmt: skip
+    assert list(t3["paper_ap"]) == ["84.37", "", "86.07", "87.57", "89.30"]
+    assert list(t3["paper_auc"]) == ["88.54", "", "89.89", "90.37", "91.47"]
+    assert set(t3["dataset"]) == {"vindr"}
+    # the full model row is the same runs as Table 2's SAGAN on VinDr (trained once)
+    t2 = read(experiment, "table2.csv")
+    full = t2[(t2["method"] == "sagan") & (t2["dataset"] == "vindr")].iloc[0]
+    assert t3.iloc[4]["ap_mean"] == full["ap_mean"]
+    assert list(t3["position_code"]) == ["", "", "effective", "", "effective"]
+    for ext in ("md", "tex"):
+        assert "ACM position code: effective" in (experiment / "tables" / f"table3.{ext}").read_text()
+
+
+def test_table4_orders_ratios_with_0u_first(experiment):
+    t4 = read(experiment, "table4.csv")
+    assert list(t4["ar"]) == ["0_u", "0", "0.2", "0.6", "1"]
+    assert set(t4["dataset"]) == {"rsna"}
+    md = (experiment / "tables" / "table4.md").read_text()
+    assert "| 0_u |" in md and "| 20% |" in md and "| 100% |" in md
+
+
+def test_table1_from_split_summaries(experiment):
+    t1 = read(experiment, "table1.csv")
+    assert list(t1["dataset"]) == ["rsna", "vindr", "lag"]
+    assert list(t1.iloc[0])[1:] == ["154", "154", "160", "200", "40", "40"]
+    assert "154 (160 normal + 200 abnormal)" in (experiment / "tables" / "table1.md").read_text()
+
+
+def test_best_bold_and_second_underlined_within_each_group(experiment):
+    md = (experiment / "tables" / "table3.md").read_text()
+    t3 = read(experiment, "table3.csv")
+    ap = t3["ap_mean"].astype(float)
+    best, second = t3["ap_mean"][ap.idxmax()], t3["ap_mean"][ap.drop(ap.idxmax()).idxmax()]
+    assert f"**{best} ± " in md and f"<u>{second} ± " in md
+    tex = (experiment / "tables" / "table3.tex").read_text()
+    assert rf"\textbf{{{best} $\pm$" in tex and rf"\underline{{{second} $\pm$" in tex
+    assert ranks([1.0, 3.0, 2.0, 3.0, float("nan")]) == [0, 1, 2, 1, 0]
+
+
+def test_metrics_file_for_dvc(experiment, tmp_path):
+    metrics = json.loads((experiment / "metrics.json").read_text())
+    t2 = read(experiment, "table2.csv")
+    row = t2[(t2["method"] == "sagan") & (t2["dataset"] == "rsna")].iloc[0]
+    assert metrics["table2"]["rsna"]["sagan"]["ap_mean"] == float(row["ap_mean"])
+    assert set(metrics["table4"]["rsna"]) == {"ar_0_u", "ar_0", "ar_0.2", "ar_0.6", "ar_1"}
+    # real dvc reads it as a metrics file (no network: analytics off)
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    shutil.copy(experiment / "metrics.json", tmp_path / "metrics.json")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
+    subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=tmp_path, check=True, env=env)
+    shown = subprocess.run(
+        ["dvc", "metrics", "show", "metrics.json", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert str(row["ap_mean"]) in shown.stdout
+
+
+def test_test_oracle_selection_is_labelled_in_every_table(tmp_path):
+    root = make_experiment(tmp_path / "oracle", datasets=("vindr", "rsna"), seeds=(0, 1), selection="test-oracle")
+    files = render_all(build_tables(root))
+    for name in ("table2", "table3", "table4"):
+        assert "test-oracle" in files[f"{name}.md"] and "test-oracle" in files[f"{name}.tex"]
+        assert "test-oracle" in files[f"{name}.csv"]
+    assert "last checkpoint" not in files["table2.md"]
+
+
+def test_tables_are_deterministic_and_empty_tables_still_written(tmp_path):
+    root = make_experiment(tmp_path / "small", datasets=("synth-rsna",), seeds=(0,), table3=None, table4=None)
+    first, second = render_all(build_tables(root)), render_all(build_tables(root))
+    assert first == second
+    assert first["table3.csv"].strip() == ",".join(TABLE_COLUMNS["table3"])  # header only
+    assert "–" in first["table4.md"]
+    t2 = pd.read_csv(pd.io.common.StringIO(first["table2.csv"]), keep_default_na=False)
+    assert set(t2["ap_std"]) == {""}  # one seed: no standard deviation
+
+
+def test_check_tables_passes_then_fails_on_a_changed_or_missing_table(experiment, tmp_path, capsys):
+    committed = tmp_path / "committed"
+    shutil.copytree(experiment / "tables", committed)
+    assert main(["check-tables", "--results", str(experiment), "--tables", str(committed)]) == 0
+    text = (committed / "table2.csv").read_text()
+    (committed / "table2.csv").write_text(text.replace("89.30", "90.00", 1))
+    (committed / "table4.tex").unlink()
+    capsys.readouterr()
+    assert main(["check-tables", "--results", str(experiment), "--tables", str(committed)]) == 1
+    out = capsys.readouterr().out
+    assert "table2.csv" in out and "90.00" in out and "table4.tex: missing" in out
+
+
+def test_compare_paper_within_and_beyond_tolerance(experiment, tmp_path, capsys):
+    t3 = experiment / "tables" / "table3.csv"
+    assert main(["compare-paper", str(t3), "--tolerance", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "+ARRM" in out and "87.57" in out
+    assert main(["compare-paper", str(t3), "--tolerance", "0.001"]) == 1
+    assert "BEYOND TOLERANCE" in capsys.readouterr().out
+    # Table 2: absolute VinDr values and SAGAN's stated gains on RSNA and LAG over Brainomaly
+    assert main(["compare-paper", str(experiment / "tables" / "table2.csv"), "--tolerance", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "vindr sagan" in out and "rsna gain of sagan over brainomaly" in out and "4.67" in out
+    assert "lag gain of sagan over brainomaly" in out and "2.25" in out
+
+
+def test_compare_paper_on_synthetic_data_has_nothing_to_compare(tmp_path, capsys):
+    root = make_experiment(tmp_path / "demo", datasets=("synth-vindr",), seeds=(0,), table3="synth-vindr", table4=None)
+    main(["tables", "--results", str(root), "--out", str(root / "tables")])
+    capsys.readouterr()
+    assert main(["compare-paper", str(root / "tables" / "table3.csv"), "--tolerance", "0"]) == 0
+    assert "nothing to compare" in capsys.readouterr().out
+    assert main(["compare-paper", str(root / "tables" / "table4.csv"), "--tolerance", "1"]) == 2
+
+
+def test_paper_values_hold_only_what_the_paper_states():
+    ref = paper_values()
+    assert ref["table2"]["values"] == {
+        "vindr": {"sagan": {"ap": 89.30, "auc": 91.47}, "brainomaly": {"ap": 84.37, "auc": 88.54},
+                  "amae": {"ap": 84.50, "auc": 86.10}},
+    }  # fmt: skip
+    assert ref["table2"]["gains_of_sagan_over"]["rsna"] == {"amae": {"ap": 1.05, "auc": 1.00}, "brainomaly": {"ap": 4.67, "auc": 1.44}}
+    assert ref["table2"]["gains_of_sagan_over"]["lag"] == {"ddad": {"ap": 4.66, "auc": 3.88}, "brainomaly": {"ap": 2.25, "auc": 1.06}}
+    assert [ref["table3"]["values"][k]["ap"] for k in ("baseline", "acm", "arrm", "full")] == [84.37, 86.07, 87.57, 89.30]
+    assert [ref["table3"]["values"][k]["auc"] for k in ("baseline", "acm", "arrm", "full")] == [88.54, 89.89, 90.37, 91.47]
+    assert "table4" not in ref
+    # the stated gains on VinDr agree with the stated absolute values
+    vindr = ref["table2"]["values"]["vindr"]
+    for other in ("amae", "brainomaly"):
+        for m in ("ap", "auc"):
+            gain = ref["table2"]["gains_of_sagan_over"]["vindr"][other][m]
+            assert vindr["sagan"][m] - vindr[other][m] == pytest.approx(gain, abs=1e-9)
+
+
+def test_bad_metrics_file_names_the_file(tmp_path, capsys):
+    run = make_run(tmp_path / "bad", "rsna", "sagan", 0)
+    (run / "metrics.json").write_text('{"auc": 0.5}')
+    assert main(["tables", "--results", str(tmp_path / "bad"), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "metrics.json") in err and "sagan evaluate" in err
