@@ -1,0 +1,217 @@
+"""The Snakemake workflow and its DVC stages, run for real: lint, dry-run job counts of the demo and
+paper configs, schema errors, the missing-sources message, and one end-to-end run of a reduced demo
+through `dvc repro` (which calls the Snakemake targets), including a code change that reruns only
+the figures."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from sagan.methods import method_names
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+
+
+def offline_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(DVC_NO_ANALYTICS="1", **extra)
+    return env
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
+        cwd=workdir, env=env or offline_env(), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run."""
+    block = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def write_config(path: Path, base: Path, **changes) -> Path:
+    config = yaml.safe_load(base.read_text())
+    config.update(changes)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def expected_runs(n_methods: int, n_datasets: int = 3, n_seeds: int = 3, n_ratios: int = 7) -> int:
+    # Table 2: every method on every dataset; Table 3 adds three SAGAN variants (Brainomaly and the
+    # full SAGAN are Table 2's runs); Table 4 adds every ratio but the shared 0.6.
+    return n_seeds * (n_methods * n_datasets + 3 + (n_ratios - 1))
+
+
+def test_lint_is_clean():
+    done = subprocess.run(["snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, env=offline_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Lints for" not in done.stdout + done.stderr
+    quiet = subprocess.run(
+        ["snakemake", "--lint", "--quiet", "all"], cwd=REPO, capture_output=True, text=True, env=offline_env()
+    )
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+
+
+def test_demo_dry_run_job_counts(tmp_path):
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/demo.yaml"))
+    assert done.returncode == 0, done.stderr
+    runs = expected_runs(len(method_names()))
+    assert job_counts(done.stdout) == {
+        "synth": 3, "splits": 3, "train": runs, "evaluate": runs, "tables": 1, "figures": 1, "all": 1,
+        "total": 9 + 2 * runs,
+    }  # fmt: skip
+
+
+def test_paper_dry_run_job_counts_with_local_sources(tmp_path):
+    datasets = {}
+    for name in ("rsna", "vindr", "lag"):
+        (tmp_path / "sources" / name).mkdir(parents=True)
+        datasets[name] = {"source": str(tmp_path / "sources" / name)}
+    config = write_config(tmp_path / "paper.yaml", REPO / "config/config.yaml", datasets=datasets)
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert done.returncode == 0, done.stderr
+    runs = expected_runs(len(method_names()))
+    assert job_counts(done.stdout) == {
+        "download": 3, "prepare": 3, "splits": 3, "train": runs, "evaluate": runs, "tables": 1, "figures": 1,
+        "all": 1, "total": 12 + 2 * runs,
+    }  # fmt: skip
+    # one training job's command: paper preset, the variant's options, one call of the CLI
+    target = "results/paper/runs/vindr/sagan/ar0.6/acm1-arrm0/seed2/config.yaml"
+    shown = snakemake(tmp_path, target, "-n", "-p", "--cores", "8", "--configfile", str(config)).stdout
+    command = next(line for line in shown.splitlines() if "sagan train" in line)
+    assert "--method sagan --seed 2" in command and "--preset paper" in command
+    assert "--set data.anomaly_ratio=0.6 --set model.use_arrm=false" in command
+    assert "--set train.threads=4" in command and "--out results/paper/runs/vindr/sagan/ar0.6/acm1-arrm0/seed2" in command
+
+
+def test_paper_without_credentials_says_so_first(tmp_path):
+    env = offline_env(KAGGLE_CONFIG_DIR=str(tmp_path / "no-kaggle"))
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/config.yaml"), env=env)
+    assert done.returncode != 0
+    lines = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    assert lines[0].startswith("Cannot start experiment 'paper'"), lines[:3]
+    text = done.stderr
+    assert "Kaggle credentials" in text and "config/demo.yaml" in text
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"epochs": 5}, "epochs"),
+        ({"preset": "fast"}, "fast"),
+        ({"datasets": {"chexpert": {"source": "kaggle"}}}, "chexpert"),
+        ({"seeds": [0, -1]}, "-1"),
+        ({"overrides": {"all": {"iterations": 5}}}, "iterations"),
+    ],
+)
+def test_schema_rejects_unknown_keys_and_bad_values(tmp_path, change, named):
+    config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", **change)
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    first = out[: out.index("Failed validating")] if "Failed validating" in out else out
+    assert "Error validating config file" in first and named in first
+
+
+def test_config_errors_beyond_the_schema(tmp_path):
+    config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", methods=["sagan", "nosuch"])
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "unknown method 'nosuch'" in out and "registered" in out
+    config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", table3={"dataset": "synth-lag"},
+                          datasets={"synth-rsna": {}})  # fmt: skip
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert done.returncode != 0 and "table3.dataset 'synth-lag' is not in 'datasets'" in done.stdout + done.stderr
+
+
+TINY = {
+    "name": "demo",
+    "preset": "demo",
+    "datasets": {"synth-rsna": {"seed": 0}, "synth-vindr": {"seed": 0}, "synth-lag": {"seed": 0}},
+    "methods": ["sagan"],
+    "seeds": [0],
+    "table3": {"dataset": "synth-vindr"},
+    "table4": {"dataset": "synth-rsna", "ratios": ["0_u", 0.6]},
+    "overrides": {"all": {"train.iterations": 10, "train.log_every": 5, "train.checkpoint_every": 10}},
+    "resources": {"train": {"threads": 1, "gpu": 1}, "evaluate": {"threads": 1, "gpu": 0}},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A copy of the repository whose config/demo.yaml is a reduced demo (1 seed, 10 iterations);
+    its own sagan/ is imported (PYTHONPATH), so edits to it are real code changes."""
+    root = tmp_path_factory.mktemp("project")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("Snakefile", "dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, root / name)
+    for name in ("workflow", "config", "sagan"):
+        shutil.copytree(REPO / name, root / name, ignore=ignore)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc/config", root / ".dvc/config")
+    (root / "config/demo.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    env = offline_env(PYTHONPATH=str(root))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["dvc", "config", "--local", "core.site_cache_dir", str(root / ".dvc-site")], cwd=root, env=env, check=True)  # fmt: skip
+    return root, env
+
+
+def dvc(project, *args, timeout=900) -> subprocess.CompletedProcess:
+    root, env = project
+    return subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_end_to_end_demo_through_dvc_and_snakemake(project):
+    root, env = project
+    done = dvc(project, "repro", "report@demo")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = root / "results/demo"
+
+    t2 = pd.read_csv(results / "tables/table2.csv", keep_default_na=False)
+    assert sorted(zip(t2["method"], t2["dataset"])) == [
+        ("brainomaly", "synth-vindr"), ("sagan", "synth-lag"), ("sagan", "synth-rsna"), ("sagan", "synth-vindr"),
+    ]  # fmt: skip
+    assert set(t2["n_seeds"]) == {1} and set(t2["selection"]) == {"last"}
+    t3 = pd.read_csv(results / "tables/table3.csv", keep_default_na=False)
+    assert len(t3) == 5 and set(t3.loc[t3["variant"].str.contains("ACM"), "position_code"]) >= {"effective"}
+    t4 = pd.read_csv(results / "tables/table4.csv", keep_default_na=False, dtype=str)
+    assert list(t4["ar"]) == ["0_u", "0.6"]
+    assert (results / "metrics.json").is_file() and (results / "report.html").stat().st_size > 100_000
+    for d in ("synth-rsna", "synth-vindr", "synth-lag"):
+        assert (results / f"figures/heatmaps_{d}.pdf").is_file()
+    assert (results / "figures/anomaly_ratio.png").is_file()
+
+    # everything is up to date for DVC and for Snakemake; committed tables match the runs
+    assert "up to date" in dvc(project, "status", "report@demo").stdout
+    assert "Nothing to be done" in snakemake(root, "-n", "--configfile", "config/demo.yaml", env=env).stdout
+    check = subprocess.run(
+        ["sagan", "check-tables", "--results", str(results), "--tables", str(results / "tables")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout
+    assert "synth-rsna" in dvc(project, "metrics", "show").stdout
+
+    # a change to the figure code reruns the figures stage and job only, not training or tables
+    metrics_mtime = (results / "runs/synth-rsna/sagan/ar0.6/default/seed0/metrics.json").stat().st_mtime_ns
+    table_mtime = (results / "tables/table2.csv").stat().st_mtime_ns
+    figures_py = root / "sagan/report/figures.py"
+    figures_py.write_text(figures_py.read_text() + "\n# a code change\n")
+    again = dvc(project, "repro", "report@demo")
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    ran = re.findall(r"Running stage '([^']+)'", again.stdout)
+    assert ran == ["figures@demo", "report@demo"], again.stdout[-3000:]
+    assert (results / "runs/synth-rsna/sagan/ar0.6/default/seed0/metrics.json").stat().st_mtime_ns == metrics_mtime
+    assert (results / "tables/table2.csv").stat().st_mtime_ns == table_mtime
