@@ -169,3 +169,8 @@ def test_maps_for_figures(tiny_dataset, tmp_path):
     assert (z["maps"] >= 0).all() and (z["maps"] <= 1).all()
     assert json.loads(str(z["boxes"][-1]))  # abnormal test images carry their boxes
     assert Path(tmp_path / "m" / "checkpoints" / "last.pt").is_file()
+
+
+def test_bf16_autocast_option_trains(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "bf16", iters=2, extra=["train.amp=bf16"])
+    assert yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["train"]["amp"] == "bf16"
