@@ -145,7 +145,10 @@ def _training_code(method, extra=()):
 
 
 CODE = {
-    "data": code_hash(["data/*.py", "splits/*"]),
+    # synthetic sets go through the real Med-AD ingest; `sagan splits` lives in ingest.py too
+    "synth": code_hash(["data/synthetic.py", "data/ingest.py", "data/prepared.py"]),
+    "prepare": code_hash(["data/ingest.py", "data/prepared.py", "splits/*"]),
+    "splits": code_hash(["data/ingest.py", "data/prepared.py", "data/splits.py", "splits/*"]),
     "train": {m: _training_code(m) for m in REGISTERED},
     "evaluate": {m: code_hash(["evaluate.py"]) + _training_code(m) for m in REGISTERED},
     "tables": code_hash(["config.py", "report/runs.py", "report/tables.py", "reference/*.yaml"]),

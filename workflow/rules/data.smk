@@ -10,7 +10,7 @@ rule synth:
         seed=lambda w: synth_option(w, "seed", 0),
         size=lambda w: synth_option(w, "size", "small"),
         image_size=config["image_size"],
-        code=CODE["data"],
+        code=CODE["synth"],
     wildcard_constraints:
         dataset=r"synth-[a-z]+",
     threads: 1
@@ -54,7 +54,7 @@ rule prepare:
         "data/logs/prepare/{dataset}.log",
     params:
         image_size=config["image_size"],
-        code=CODE["data"],
+        code=CODE["prepare"],
     wildcard_constraints:
         dataset=r"rsna|vindr|lag",
     threads: 8
@@ -77,7 +77,7 @@ rule splits:
         f"{RESULTS}/logs/splits/{{dataset}}.log",
     params:
         ratios=lambda w: ",".join(f"{r:g}" for r in ratios_of(w.dataset)),
-        code=CODE["data"],
+        code=CODE["splits"],
     threads: 1
     resources:
         mem_mb=2000,
