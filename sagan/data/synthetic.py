@@ -4,9 +4,14 @@ Each image is a phantom of one subject: a chest radiograph (body outline, two lu
 spine, ribs, clavicles) or a fundus photograph (circular field, optic disc and cup, vessels, macula),
 with per-subject variation in shape, pose, contrast and noise. Abnormal subjects carry findings with
 exact ground truth:
-    synth-rsna   one or two lung opacities (soft blobs confined to the lung fields)
-    synth-vindr  one to three of: opacity, nodule, pleural effusion at a lung base, enlarged heart
-    synth-lag    enlarged optic cup (cup-to-disc ratio 0.66-0.85 against 0.30-0.45 for normals)
+    synth-rsna   one or two (often bilateral) pneumonia opacities, each a quarter to a half of a lung
+                 field, dense and patchy with fuzzy margins
+    synth-vindr  one to three of: opacity, nodule or mass, pleural effusion at a lung base, enlarged
+                 heart (cardiothoracic ratio above 0.5)
+    synth-lag    enlarged optic cup (cup-to-disc ratio 0.68-0.88 against 0.30-0.45 for normals)
+Lung findings replace a fraction of the lung's air with fluid or tissue (at most all of it: soft-tissue
+density), as consolidation and effusion do; they are sized so that a small reconstruction model at
+32 px finds them (tests/test_synthetic.py), as it finds the real ones at 64 px.
 A subject is rendered once without and once with its findings, before noise; the mask is every
 pixel the findings change by more than half a grey level, so it covers the anomaly by construction
 (for the enlarged heart or cup it is the changed region). Boxes are the bounding boxes of the
@@ -53,7 +58,8 @@ class SynthDataset:
     kind: str  # "chest" | "fundus"
     table1: tuple[int, int, int, int, int]  # full-scale counts of GROUPS (paper Table 1)
     findings: tuple[str, ...]  # finding kinds drawn for abnormal subjects
-    exposure: tuple[float, float] = (0.85, 1.15)  # range of the global gain (contrast variation)
+    # range of the global gain (contrast variation); wider ones hid the findings of small models
+    exposure: tuple[float, float] = (0.9, 1.1)
 
 
 DATASETS = {
@@ -64,7 +70,7 @@ DATASETS = {
         "chest",
         (4000, 5606, 3394, 1000, 1000),
         ("opacity", "nodule", "effusion", "cardiomegaly"),
-        exposure=(0.75, 1.2),
+        exposure=(0.85, 1.15),  # several hospitals and scanners
     ),
     "synth-lag": SynthDataset("synth-lag", 3, "fundus", (1500, 832, 900, 811, 811), ("large_cup",)),
 }
@@ -197,6 +203,7 @@ class ChestSubject:
 class ChestLayers:
     density: np.ndarray  # (H, W) before the exposure curve
     lungs: np.ndarray  # (2, H, W) visible lung field of each side (heart and mediastinum removed)
+    air: np.ndarray  # (H, W) density the lung air removes; findings fill it with fluid or tissue
     u: np.ndarray  # patient coordinates of every pixel (pose removed)
     v: np.ndarray
 
@@ -238,8 +245,8 @@ def _sample_chest(rng: np.random.Generator, spec: SynthDataset) -> ChestSubject:
         bone=_u(rng, 0.08, 0.12),
         gain=_u(rng, *spec.exposure),
         offset=_u(rng, -0.03, 0.05),
-        gamma=_u(rng, 0.8, 1.25),
-        noise_sigma=_u(rng, 0.01, 0.03),
+        gamma=_u(rng, 0.87, 1.15),
+        noise_sigma=_u(rng, 0.008, 0.022),
         fields=dict(
             bias=_smooth_noise(rng, 3),
             texture=_smooth_noise(rng, 24),
@@ -344,7 +351,7 @@ def _chest_layers(sub: ChestSubject, heart_scale: tuple[float, float] = (1.0, 1.
         + 0.03 * heart
         + 0.012 * sub.fields["texture"] * body
     )
-    return ChestLayers(density=density, lungs=lungs, u=u, v=v)
+    return ChestLayers(density=density, lungs=lungs, air=air, u=u, v=v)
 
 
 @dataclass
@@ -369,14 +376,15 @@ def _sample_chest_findings(
     rng: np.random.Generator, spec: SynthDataset, sub: ChestSubject, layers: ChestLayers
 ) -> list[Finding]:
     if spec.findings == ("opacity",):  # RSNA-like: one or two pneumonia opacities, often bilateral
-        n = 1 if rng.random() < 0.55 else 2
+        n = 1 if rng.random() < 0.45 else 2  # about half of RSNA's positives have two boxes
         sides = [int(rng.integers(2))]
         if n == 2:
             sides.append(1 - sides[0] if rng.random() < 0.7 else sides[0])
         kinds = ["opacity"] * n
     else:  # VinDr-like: one to three findings of mixed kinds
         n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
-        kinds = [str(k) for k in rng.choice(spec.findings, size=n, p=[0.35, 0.25, 0.2, 0.2])]
+        # cardiomegaly is among VinDr's most frequent findings; nodules stay small and subtle
+        kinds = [str(k) for k in rng.choice(spec.findings, size=n, p=[0.3, 0.2, 0.2, 0.3])]
         if kinds.count("cardiomegaly") > 1:  # one heart
             kinds = [k for k in kinds if k != "cardiomegaly"] + ["cardiomegaly"]
         sides = [int(rng.integers(2)) for _ in kinds]
@@ -387,11 +395,12 @@ def _sample_chest_findings(
     for kind, side in zip(kinds, sides):
         if kind == "opacity":
             cx, cy = _pick_in_lung(rng, layers.lungs[side], 0.95)
+            # covers 16-50% of its lung field (median 31%); amp: most of the air replaced at the core
             out.append(
                 Finding(
                     "opacity",
                     side,
-                    dict(cx=cx, cy=cy, rx=_u(rng, 0.13, 0.22), ry=_u(rng, 0.16, 0.28), amp=_u(rng, 0.5, 0.8)),
+                    dict(cx=cx, cy=cy, rx=_u(rng, 0.18, 0.28), ry=_u(rng, 0.24, 0.4), amp=_u(rng, 0.8, 1.1)),
                     dict(warp=_smooth_noise(rng, 8), texture=_smooth_noise(rng, 20)),
                 )
             )
@@ -404,9 +413,9 @@ def _sample_chest_findings(
                     dict(
                         cx=cx,
                         cy=cy,
-                        r=_u(rng, 0.045, 0.075),
+                        r=_u(rng, 0.045, 0.09),
                         aspect=_u(rng, 0.85, 1.15),
-                        amp=_u(rng, 0.7, 1.0),
+                        amp=_u(rng, 0.75, 1.0),
                     ),
                 )
             )
@@ -415,19 +424,21 @@ def _sample_chest_findings(
                 Finding(
                     "effusion",
                     side,
-                    dict(height=_u(rng, 0.14, 0.32), meniscus=_u(rng, 0.1, 0.22), amp=_u(rng, 1.0, 1.25)),
+                    dict(height=_u(rng, 0.18, 0.42), meniscus=_u(rng, 0.1, 0.22), amp=_u(rng, 0.9, 1.0)),
                 )
             )
         else:
-            out.append(Finding("cardiomegaly", -1, dict(sx=_u(rng, 1.3, 1.5), sy=_u(rng, 1.1, 1.2))))
+            out.append(Finding("cardiomegaly", -1, dict(sx=_u(rng, 1.4, 1.65), sy=_u(rng, 1.1, 1.25))))
     return out
 
 
-def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> np.ndarray:
-    """Density added by a finding (confined to its lung field): fluid or tissue replacing air."""
+def _chest_finding_fill(f: Finding, sub: ChestSubject, layers: ChestLayers) -> np.ndarray:
+    """Fraction (0..1) of the lung air a finding replaces with fluid or tissue, within its lung field.
+    At 1 the region has soft-tissue density (like the chest wall): a finding never gets whiter."""
     x, y = _grid()
     p = f.params
-    lung = layers.lungs[f.side]
+    # its own lung only; the air map already fades at the lung edge, so no second fade here
+    lung = (layers.lungs[f.side] > 0).astype(np.float32)
     out = np.zeros_like(lung)
     if f.kind == "opacity":
         # irregular outline (warped radius), patchy inside, fuzzy edge reaching zero at r = 1
@@ -438,9 +449,9 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
         # (the warp is clipped so the outline stays inside the window and the radius positive)
         warp = np.clip(1 + 0.25 * f.fields["warp"][w], 0.6, 1.5)
         r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["rx"], p["ry"]) / warp
-        blob = _soft_inside(r - 0.7, 0.3)
+        blob = _soft_inside(r - 0.75, 0.25)
         patches = np.clip(0.85 + 0.2 * f.fields["texture"][w], 0.4, 1.3)
-        out[w] = sub.air * p["amp"] * blob * patches * lung[w]
+        out[w] = np.minimum(p["amp"] * blob * patches, 1) * lung[w]
     elif f.kind == "nodule":
         ry = p["r"] * p["aspect"]
         w = _window(
@@ -448,7 +459,7 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
             np.array([p["cy"] - 1.5 * ry, p["cy"] + 1.5 * ry]),
         )
         r = _ellipse_radius(x[w] - p["cx"], y[w] - p["cy"], p["r"], ry)
-        out[w] = sub.air * p["amp"] * _soft_inside(r - 1, 0.35) * lung[w]
+        out[w] = p["amp"] * _soft_inside(r - 1, 0.35) * lung[w]
     elif f.kind == "effusion":
         # fluid fills the costophrenic angle; its surface (meniscus) climbs along the lateral wall
         L = sub.lungs[f.side]
@@ -457,7 +468,7 @@ def _chest_finding_layer(f: Finding, sub: ChestSubject, layers: ChestLayers) -> 
         fluid = _soft_inside(surface - layers.v, 0.035) * (
             0.85 + 0.15 * _soft_inside(surface + 0.1 - layers.v, 0.1)
         )
-        out = sub.air * p["amp"] * fluid * lung
+        out = p["amp"] * fluid * lung
     else:
         raise ValueError(f"no layer for finding {f.kind!r}")
     return out
@@ -478,10 +489,13 @@ def _render_chest(rng: np.random.Generator, spec: SynthDataset, abnormal: bool) 
     findings = _sample_chest_findings(rng, spec, sub, layers)
     big = [f for f in findings if f.kind == "cardiomegaly"]
     sick = _chest_layers(sub, (big[0].params["sx"], big[0].params["sy"])) if big else layers
-    density = sick.density.copy()
+    # overlapping findings share the air they replace (1 - product of what each leaves), so an
+    # effusion over an opacity is no denser than fluid alone
+    left = np.ones_like(sick.air)
     for f in findings:
         if f.kind != "cardiomegaly":
-            density += _chest_finding_layer(f, sub, sick)
+            left *= 1 - _chest_finding_fill(f, sub, sick)
+    density = sick.density + sick.air * (1 - left)
     return _Rendering(clean, _chest_intensity(density, sub), noise, [f.kind for f in findings])
 
 
@@ -577,9 +591,9 @@ def _sample_fundus(rng: np.random.Generator) -> FundusSubject:
             macula=_u(rng, 0.06, 0.12),
         ),
         vessels=vessels,
-        gain=_u(rng, 0.85, 1.15),
-        gamma=_u(rng, 0.8, 1.25),
-        noise_sigma=_u(rng, 0.01, 0.03),
+        gain=_u(rng, 0.9, 1.1),
+        gamma=_u(rng, 0.87, 1.15),
+        noise_sigma=_u(rng, 0.008, 0.022),
         fields=dict(
             texture=_smooth_noise(rng, 32),
             bias=_smooth_noise(rng, 3),
@@ -645,7 +659,7 @@ def _render_fundus(rng: np.random.Generator, abnormal: bool) -> _Rendering:
     if not abnormal:
         return _Rendering(clean, clean, noise, [])
     # glaucomatous cupping: the cup widens and elongates vertically, thinning the rim
-    cdr, stretch = _u(rng, 0.66, 0.85), _u(rng, 1.0, 1.1)
+    cdr, stretch = _u(rng, 0.68, 0.88), _u(rng, 1.0, 1.15)
     return _Rendering(
         clean, _fundus_intensity(base + _cup_layer(sub, cdr, stretch), fov, sub), noise, ["large_cup"]
     )
