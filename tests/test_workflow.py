@@ -209,6 +209,10 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     )  # fmt: skip
     assert check.returncode == 0, check.stdout
     assert "synth-rsna" in dvc(project, "metrics", "show").stdout
+    # data and results are versioned: push them to a local-directory remote (no network)
+    assert dvc(project, "remote", "add", "-d", "local", str(root.parent / "dvc-remote")).returncode == 0
+    pushed = dvc(project, "push")
+    assert pushed.returncode == 0 and any((root.parent / "dvc-remote").rglob("*")), pushed.stdout + pushed.stderr
 
     # a change to the figure code reruns the figures stage and job only, not training or tables; the
     # figures come out byte-identical, so DVC sees no reason to rebuild the report
