@@ -8,6 +8,7 @@ that the final scores equal those of an uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -67,6 +68,31 @@ class BatchMaker:
         return Batch(normal=x_n, unlabeled=x_u, pseudo=x_p, pseudo_mask=mask)
 
 
+# Source files whose change invalidates a checkpoint (the training code path of every method).
+TRAINING_CODE = ["config.py", "trainer.py", "fpi.py", "losses.py", "methods", "models", "data/loading.py",
+                 "data/prepared.py", "data/splits.py"]
+
+
+def code_fingerprint() -> str:
+    """sha256 over the training code, so a checkpoint is never resumed by different code."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for entry in TRAINING_CODE:
+        for f in sorted((root / entry).rglob("*.py")) if (root / entry).is_dir() else [root / entry]:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """sha256 of a prepared dataset's files (images, index, split), so new data never resumes old training."""
+    h = hashlib.sha256()
+    for name in ("images.npy", "index.csv", "split.json"):
+        with open(Path(root) / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
 def _save(obj: dict, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -110,8 +136,13 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     ckpt_dir = run / "checkpoints"
     last = ckpt_dir / "last.pt"
     start, rows, oracle = 0, [], {"auc": -1.0, "ap": -1.0, "iteration": 0}
-    if last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=False)
+    identity = {"config": cfg.to_dict(), "code": code_fingerprint(), "data": data_fingerprint(cfg.data.path)}
+    state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else None
+    if state is not None and any(state.get(k) != v for k, v in identity.items()):
+        changed = [k for k, v in identity.items() if state.get(k) != v]
+        log.warning("%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed))
+        state = None
+    if state is not None:
         method.load_state_dict(state["model"])
         for name, opt in opts.items():
             opt.load_state_dict(state["optimizers"][name])
@@ -146,7 +177,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
                 "rng": rng.get_state(),
                 "log": rows,
                 "oracle": oracle,
-                "config": cfg.to_dict(),
+                **identity,
             }
             _save(state, last)
             _write_log(rows, run / "train_log.csv")

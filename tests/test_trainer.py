@@ -174,3 +174,22 @@ def test_maps_for_figures(tiny_dataset, tmp_path):
 def test_bf16_autocast_option_trains(tiny_dataset, tmp_path):
     run_cli(tiny_dataset, tmp_path / "bf16", iters=2, extra=["train.amp=bf16"])
     assert yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["train"]["amp"] == "bf16"
+
+
+def test_checkpoint_of_other_code_or_data_is_not_resumed(tiny_dataset, tmp_path, caplog):
+    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 4,
+                                                     "data.image_size": 32, "train.batch_size": 4})
+    run = tmp_path / "fp"
+    train(run, cfg)
+    ckpt = run / "checkpoints" / "last.pt"
+    caplog.set_level("INFO")
+    train(run, cfg)  # same config, code and data: resumes at the end, nothing to do
+    assert "resuming" in caplog.text and "from scratch" not in caplog.text
+    for key in ("code", "data"):
+        state = torch.load(ckpt, weights_only=False)
+        state[key] = "something else"
+        torch.save(state, ckpt)
+        caplog.clear()
+        train(run, cfg)
+        assert f"made with other {key}; training from scratch" in caplog.text
+        assert torch.load(ckpt, weights_only=False)[key] != "something else"

@@ -6,7 +6,9 @@ rule train:
         data="data/prepared/{dataset}",
         splits=f"{RESULTS}/splits/{{dataset}}.json",
     output:
-        checkpoint=f"{RUN}/checkpoints/last.pt",
+        # checkpoints/ is deliberately not an output: Snakemake deletes outputs before it reruns an
+        # interrupted job, and `sagan train` resumes from checkpoints/last.pt when config, code and
+        # data are unchanged (otherwise it trains from scratch).
         config=f"{RUN}/config.yaml",
         train_log=f"{RUN}/train_log.csv",
     log:
@@ -33,7 +35,7 @@ rule train:
 
 rule evaluate:
     input:
-        checkpoint=f"{RUN}/checkpoints/last.pt",
+        train_log=f"{RUN}/train_log.csv",  # written with the final checkpoints/last.pt
         config=f"{RUN}/config.yaml",
     output:
         metrics=f"{RUN}/metrics.json",
