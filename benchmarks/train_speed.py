@@ -47,7 +47,7 @@ def bench(method: str, preset: str, batch: int, iters: int, device: torch.device
     sec = (time.perf_counter() - t0) / iters
     out = {
         "method": method, "preset": preset, "image_size": size, "batch": batch, "s_per_it": sec,
-        "params_G": sum(p.numel() for p in m.G.parameters()), "params_D": sum(p.numel() for p in m.D.parameters()),
+        "params": {name: sum(p.numel() for p in child.parameters()) for name, child in m.named_children()},
     }
     if device.type == "cuda":
         out["peak_gpu_GiB"] = torch.cuda.max_memory_allocated() / 2**30
@@ -72,7 +72,7 @@ def main() -> None:
         extra = f" peak_gpu={r['peak_gpu_GiB']:.2f}GiB" if "peak_gpu_GiB" in r else ""
         print(
             f"{r['method']:11s} preset={r['preset']:5s} {r['image_size']}px batch={r['batch']:3d} "
-            f"{r['s_per_it']:.4f} s/it  G={r['params_G']:,} D={r['params_D']:,}{extra}"
+            f"{r['s_per_it']:.4f} s/it  params {', '.join(f'{k}={v:,}' for k, v in r['params'].items())}{extra}"
         )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
