@@ -62,14 +62,15 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 # Presets change budgets here and model sizes in each method's own DEMO dict.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # demo: 32 px images, a few-thousand-parameter model and 200 iterations: under a CPU-minute a run
+    # demo: 32 px images, small networks and 160 iterations: about half a CPU-minute a run, so that
+    # the whole demo matrix (54 runs) fits in CI; far from converged (see benchmarks/RESULTS.md)
     "demo": {
         "data.image_size": 32,
-        "train.iterations": 200,
+        "train.iterations": 160,
         "train.batch_size": 16,
         "train.log_every": 10,
-        "train.checkpoint_every": 50,
-        "eval.select_every": 50,
+        "train.checkpoint_every": 40,
+        "eval.select_every": 40,
     },
 }
 
