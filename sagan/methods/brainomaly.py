@@ -26,8 +26,6 @@ class Brainomaly(RestorationGAN):
 
     name = "brainomaly"
     Config = BrainomalyConfig
-    # demo: a narrow generator; the critic stays wider, since an 8-wide critic often dies at init (gp ~ 1)
-    DEMO = {"conv_dim": 8, "d_conv_dim": 32, "n_res": 2, "d_repeat_num": 5, "lr_g": 2e-4, "lr_d": 2e-4, "lr_decay_every": 20}
 
     def __init__(self, cfg: BrainomalyConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size, iterations)

@@ -56,6 +56,11 @@ def lr_factor(step: int, iterations: int, mode: str, every: int) -> float:
 class RestorationGAN(Method):
     """Base of the GAN methods: subclasses build `self.G`, and implement `restore` and `generator_losses`."""
 
+    # demo preset: a narrow generator at 32 px; the critic stays 32 wide, since an 8- or 16-wide critic
+    # often stays dead from initialisation (gradient penalty ~1, no signal to G; benchmarks/RESULTS.md)
+    DEMO = {"conv_dim": 8, "d_conv_dim": 32, "n_res": 2, "d_repeat_num": 5, "lr_g": 2e-4, "lr_d": 2e-4,
+            "lr_decay_every": 20}
+
     def __init__(self, cfg: GANConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size)
         self.iterations = iterations
