@@ -13,7 +13,7 @@ from sagan.data.prepared import DatasetError
 log = logging.getLogger(__name__)
 
 # Every table except Table 4 is at the paper's anomaly ratio ("all experiments are conducted under
-# AR = 60%"); the workflow trains the same value (workflow/rules/common.smk, MAIN_AR).
+# AR = 60%"); the workflow imports this value and ar_tag (workflow/rules/common.smk).
 MAIN_AR = "0.6"
 
 # Table 2 categories in the paper's order; methods declare theirs (`Method.group`).

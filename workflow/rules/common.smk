@@ -15,13 +15,11 @@ from pathlib import Path
 
 import sagan
 from sagan.methods import method_names
+from sagan.report.runs import MAIN_AR, ar_tag  # one definition for paths, tables and figures
 
 RESULTS = f"results/{config['name']}"
 RUN = f"{RESULTS}/runs/{{dataset}}/{{method}}/ar{{ar}}/{{variant}}/seed{{seed}}"
 RUN_LOG = "{dataset}/{method}/ar{ar}/{variant}/seed{seed}"
-
-# The paper's setting for every table except Table 4 ("all experiments are conducted under AR = 60%").
-MAIN_AR = 0.6
 
 # Table 3 variants of SAGAN (model options); "default" = the full model.
 VARIANTS = {
@@ -54,11 +52,6 @@ for _key, _table in (("table3", TABLE3), ("table4", TABLE4)):
 for _m in config["overrides"]:
     if _m != "all" and _m not in REGISTERED:
         config_error(f"overrides.{_m}: no such method; use 'all' or one of {', '.join(REGISTERED)}")
-
-
-def ar_tag(value):
-    """Canonical text of an anomaly ratio in paths: 0.6 -> '0.6', 1.0 -> '1', '0_u' stays."""
-    return "0_u" if str(value) == "0_u" else f"{float(value):g}"
 
 
 def run_matrix():
