@@ -44,7 +44,9 @@ def main() -> None:
                 t0 = time.perf_counter()
                 assert sagan(argv) == 0 and sagan(["evaluate", str(run)]) == 0
                 m = json.loads((run / "metrics.json").read_text())
-                print(f"{ds:12s} {method:11s} {seed:>4s} {m['auc']:7.4f} {m['ap']:7.4f} {time.perf_counter() - t0:12.1f}")
+                print(
+                    f"{ds:12s} {method:11s} {seed:>4s} {m['auc']:7.4f} {m['ap']:7.4f} {time.perf_counter() - t0:12.1f}"
+                )
 
 
 if __name__ == "__main__":

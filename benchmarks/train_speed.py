@@ -25,7 +25,9 @@ def bench(method: str, preset: str, batch: int, iters: int, device: torch.device
     size = cfg.data.image_size
     g = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
-    data = TrainingData(None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8))
+    data = TrainingData(
+        None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8)
+    )
     m = build_method(cfg, device)
     m.train()
     rng = torch.Generator(device=device).manual_seed(0)
@@ -46,7 +48,11 @@ def bench(method: str, preset: str, batch: int, iters: int, device: torch.device
         torch.cuda.synchronize()
     sec = (time.perf_counter() - t0) / iters
     out = {
-        "method": method, "preset": preset, "image_size": size, "batch": batch, "s_per_it": sec,
+        "method": method,
+        "preset": preset,
+        "image_size": size,
+        "batch": batch,
+        "s_per_it": sec,
         "params": {name: sum(p.numel() for p in child.parameters()) for name, child in m.named_children()},
     }
     if device.type == "cuda":
@@ -58,7 +64,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="demo")
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--iters", type=int, default=4, help="timed iterations (an even number covers D and G steps)")
+    p.add_argument(
+        "--iters", type=int, default=4, help="timed iterations (an even number covers D and G steps)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--bf16", action="store_true")

@@ -34,18 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- data -------------------------------------------------------------------------------
-    s = sub.add_parser("synth", help="write a prepared synthetic dataset (synth-rsna | synth-vindr | synth-lag)")
+    s = sub.add_parser(
+        "synth", help="write a prepared synthetic dataset (synth-rsna | synth-vindr | synth-lag)"
+    )
     s.add_argument("name")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", default="small", help="small (demo default) | large | medium")
     s.add_argument("--image-size", type=int, default=64)
-    s.add_argument("--keep-raw", default=None, metavar="DIR", help="also keep the rendered Med-AD folder here")
+    s.add_argument(
+        "--keep-raw", default=None, metavar="DIR", help="also keep the rendered Med-AD folder here"
+    )
 
     s = sub.add_parser("download", help="fetch a raw dataset (Kaggle, URL, or a local archive/folder)")
     s.add_argument("dataset", help="rsna | vindr | lag")
     s.add_argument("--out", required=True, help="folder that receives the raw archive or folder")
-    s.add_argument("--source", default="kaggle", help="'kaggle' (rsna, vindr), a URL (lag), or a local archive/folder")
+    s.add_argument(
+        "--source", default="kaggle", help="'kaggle' (rsna, vindr), a URL (lag), or a local archive/folder"
+    )
     s.add_argument("--sha256", default=None, help="expected sha256 of a URL download")
 
     s = sub.add_parser("check-sources", help="fail early, with one message, if a dataset source is unusable")
@@ -59,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     s.add_argument("--split", default=None, help="split file (default: the published one shipped with sagan)")
 
-    s = sub.add_parser("splits", help="Table 1 counts, label check and anomaly-ratio variants of a prepared dataset")
+    s = sub.add_parser(
+        "splits", help="Table 1 counts, label check and anomaly-ratio variants of a prepared dataset"
+    )
     s.add_argument("data")
     s.add_argument("--out", required=True, help="JSON summary to write")
     s.add_argument("--ratios", default="0,0.2,0.4,0.6,0.8,1.0")
@@ -86,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--results", required=True, help="experiment folder (results/<name>)")
     s.add_argument("--out", required=True, help="tables folder")
 
-    s = sub.add_parser("check-tables", help="regenerate tables from stored metrics; fail if committed ones differ")
+    s = sub.add_parser(
+        "check-tables", help="regenerate tables from stored metrics; fail if committed ones differ"
+    )
     s.add_argument("--results", required=True)
     s.add_argument("--tables", required=True, help="folder holding the committed tables")
 
     s = sub.add_parser("compare-paper", help="compare a results table with the paper's values")
     s.add_argument("table", help="table2.csv or table3.csv")
-    s.add_argument("--tolerance", type=float, required=True, help="allowed |ours - paper| in percentage points")
+    s.add_argument(
+        "--tolerance", type=float, required=True, help="allowed |ours - paper| in percentage points"
+    )
 
     s = sub.add_parser("figures", help="heatmaps, ROC/PR, AR curves and training curves")
     s.add_argument("--results", required=True)

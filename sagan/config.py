@@ -199,7 +199,9 @@ def resolve_config(
             raise ConfigError(f"config file {path} does not exist")
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: expected a mapping of sections (model, data, train, eval)")
+            raise ConfigError(
+                f"config file {path}: expected a mapping of sections (model, data, train, eval)"
+            )
         layers.append(flatten(loaded))
     layers.append(overrides or {})
 

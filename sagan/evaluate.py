@@ -32,7 +32,12 @@ def metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def score_images(
-    method: Method, images: torch.Tensor, batch_size: int, cfg: RunConfig, rng_seed: int, keep: np.ndarray | None = None
+    method: Method,
+    images: torch.Tensor,
+    batch_size: int,
+    cfg: RunConfig,
+    rng_seed: int,
+    keep: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Scores of uint8 images (N, H, W) in batched passes; restored images and maps for rows `keep`."""
     rng = torch.Generator(device=images.device).manual_seed(rng_seed + 1)  # only used if the gate stays on
@@ -57,7 +62,9 @@ def score_images(
 def load_run_config(run: Path) -> RunConfig:
     path = run / "config.yaml"
     if not path.is_file():
-        raise DatasetError(f"{run} is not a run folder (no config.yaml); train it first with `sagan train ... --out {run}`")
+        raise DatasetError(
+            f"{run} is not a run folder (no config.yaml); train it first with `sagan train ... --out {run}`"
+        )
     saved = yaml.safe_load(path.read_text())
     overrides = {f"{s}.{k}": v for s in ("model", "data", "train", "eval") for k, v in saved[s].items()}
     return resolve_config(saved["method"], saved["seed"], saved["preset"], None, overrides)
@@ -106,7 +113,9 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     ds = data.dataset
     write_atomic(
         run / "scores.csv",
-        pd.DataFrame({"name": data.test_names, "label": labels, "score": scores}).to_csv(index=False, float_format="%.8g"),
+        pd.DataFrame({"name": data.test_names, "label": labels, "score": scores}).to_csv(
+            index=False, float_format="%.8g"
+        ),
     )
     model = cfg.model
     m = {
@@ -119,7 +128,11 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         "preset": cfg.preset,
         "anomaly_ratio": cfg.data.anomaly_ratio,
         "unlabeled": data.unlabeled_info,
-        **{k: getattr(model, k) for k in ("use_acm", "use_arrm", "position_code", "gate_at_test") if hasattr(model, k)},
+        **{
+            k: getattr(model, k)
+            for k in ("use_acm", "use_arrm", "position_code", "gate_at_test")
+            if hasattr(model, k)
+        },
         "n_test": int(len(labels)),
         "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),

@@ -31,12 +31,16 @@ def foreign_patch_interpolation(x: torch.Tensor, rng: torch.Generator) -> tuple[
     boxes = fpi_boxes(b, h, rng, x.device)  # square boxes: the same size drives both axes
     alpha = torch.rand(b, generator=rng, device=x.device)
     # source = a different image: shift each index by 1..B-1
-    src_index = (torch.arange(b, device=x.device) + torch.randint(1, b, (b,), generator=rng, device=x.device)) % b
+    src_index = (
+        torch.arange(b, device=x.device) + torch.randint(1, b, (b,), generator=rng, device=x.device)
+    ) % b
     ys = torch.arange(h, device=x.device)[None, :, None]  # (1, H, 1)
     xs = torch.arange(w, device=x.device)[None, None, :]  # (1, 1, W)
     inside = (
-        (ys >= boxes[:, 0, None, None]) & (ys < boxes[:, 1, None, None])
-        & (xs >= boxes[:, 2, None, None]) & (xs < boxes[:, 3, None, None])
+        (ys >= boxes[:, 0, None, None])
+        & (ys < boxes[:, 1, None, None])
+        & (xs >= boxes[:, 2, None, None])
+        & (xs < boxes[:, 3, None, None])
     )  # (B, H, W)
     m = (inside.to(x.dtype) * alpha[:, None, None])[:, None]  # (B, 1, H, W)
     return (1 - m) * x + m * x[src_index], m

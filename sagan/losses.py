@@ -6,9 +6,13 @@ import torch
 from torch import nn
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator
+) -> torch.Tensor:
     """WGAN-GP term mean((||grad D(x_hat)||_2 - 1)^2), x_hat = a*real + (1-a)*fake, a ~ U(0,1) per sample."""
-    a = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device=real.device, dtype=real.dtype)
+    a = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), generator=rng, device=real.device, dtype=real.dtype
+    )
     x_hat = (a * real + (1 - a) * fake).requires_grad_(True)
     out = critic(x_hat)
     (grad,) = torch.autograd.grad(out, x_hat, grad_outputs=torch.ones_like(out), create_graph=True)

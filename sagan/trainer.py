@@ -58,7 +58,9 @@ class BatchMaker:
         self.data = data
         self.normal = EpochSampler(len(data.normal), b, cfg.seed, salt=1, device=device)
         self.unlabeled = (
-            EpochSampler(len(data.unlabeled), b, cfg.seed, salt=2, device=device) if data.unlabeled is not None else None
+            EpochSampler(len(data.unlabeled), b, cfg.seed, salt=2, device=device)
+            if data.unlabeled is not None
+            else None
         )
 
     def __call__(self, t: int, rng: torch.Generator) -> Batch:
@@ -69,8 +71,17 @@ class BatchMaker:
 
 
 # Source files whose change invalidates a checkpoint (the training code path of every method).
-TRAINING_CODE = ["config.py", "trainer.py", "fpi.py", "losses.py", "methods", "models", "data/loading.py",
-                 "data/prepared.py", "data/splits.py"]
+TRAINING_CODE = [
+    "config.py",
+    "trainer.py",
+    "fpi.py",
+    "losses.py",
+    "methods",
+    "models",
+    "data/loading.py",
+    "data/prepared.py",
+    "data/splits.py",
+]
 
 
 def code_fingerprint() -> str:
@@ -140,7 +151,9 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else None
     if state is not None and any(state.get(k) != v for k, v in identity.items()):
         changed = [k for k, v in identity.items() if state.get(k) != v]
-        log.warning("%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed))
+        log.warning(
+            "%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed)
+        )
         state = None
     if state is not None:
         method.load_state_dict(state["model"])
@@ -166,7 +179,12 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
             row.update({f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in opts.items()})
             row["seconds"] = round(time.perf_counter() - t0, 3)
             rows.append(row)
-            log.info("it %d/%d %s", done, total, " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "iteration"))
+            log.info(
+                "it %d/%d %s",
+                done,
+                total,
+                " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "iteration"),
+            )
         if cfg.eval.selection == "test-oracle" and (done % cfg.eval.select_every == 0 or done == total):
             oracle = _oracle_step(method, data, cfg, rng, done, oracle, ckpt_dir)
         if done % cfg.train.checkpoint_every == 0 or done == total:
@@ -186,7 +204,9 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     return run
 
 
-def _oracle_step(method: Method, data: TrainingData, cfg: RunConfig, rng, done: int, best: dict, ckpt_dir: Path) -> dict:
+def _oracle_step(
+    method: Method, data: TrainingData, cfg: RunConfig, rng, done: int, best: dict, ckpt_dir: Path
+) -> dict:
     """The authors' protocol: evaluate on the TEST set and keep the checkpoint whose AUC and AP both improved."""
     from sagan.evaluate import metrics, score_images
 
@@ -197,7 +217,9 @@ def _oracle_step(method: Method, data: TrainingData, cfg: RunConfig, rng, done: 
     history = best.get("history", []) + [{"iteration": done, **m}]
     if m["auc"] > best["auc"] and m["ap"] > best["ap"]:
         best = {"auc": m["auc"], "ap": m["ap"], "iteration": done}
-        _save({"iteration": done, "model": method.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "oracle.pt")
+        _save(
+            {"iteration": done, "model": method.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "oracle.pt"
+        )
     write_atomic(ckpt_dir.parent / "selection_log.csv", pd.DataFrame(history).to_csv(index=False))
     return {**best, "history": history}
 

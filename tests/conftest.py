@@ -11,12 +11,17 @@ import pytest
 from sagan.data.prepared import split_entries, write_prepared
 
 
-def make_tiny_dataset(root, size: int = 32, n_train: int = 12, n_unl: int = 8, n_test: int = 6, seed: int = 0):
+def make_tiny_dataset(
+    root, size: int = 32, n_train: int = 12, n_unl: int = 8, n_test: int = 6, seed: int = 0
+):
     """Smooth 'anatomy' images; abnormal ones carry a bright square (box recorded)."""
     rng = np.random.default_rng(seed)
     names = lambda prefix, n: [f"{prefix}_{i:03d}.png" for i in range(n)]  # noqa: E731
     split = {
-        "train": {"0": names("tr", n_train), "unlabeled": {"0": names("un0", n_unl), "1": names("un1", n_unl)}},
+        "train": {
+            "0": names("tr", n_train),
+            "unlabeled": {"0": names("un0", n_unl), "1": names("un1", n_unl)},
+        },
         "test": {"0": names("te0", n_test), "1": names("te1", n_test)},
     }
     yy, xx = np.mgrid[0:size, 0:size] / size
@@ -30,7 +35,9 @@ def make_tiny_dataset(root, size: int = 32, n_train: int = 12, n_unl: int = 8, n
             boxes = [[x0 / size, y0 / size, (x0 + 8) / size, (y0 + 8) / size]]
         images.append(np.clip(im, 0, 255).astype(np.uint8))
         rows.append({"name": name, "label": label, "pool": pool, "boxes": json.dumps(boxes), "mask": -1})
-    return write_prepared(root, np.stack(images), pd.DataFrame(rows), split, {"dataset": "tiny", "source": "test"})
+    return write_prepared(
+        root, np.stack(images), pd.DataFrame(rows), split, {"dataset": "tiny", "source": "test"}
+    )
 
 
 @pytest.fixture(scope="session")

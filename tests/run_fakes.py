@@ -82,14 +82,27 @@ def make_run(
         masks=masks,
     )
     its = np.arange(10, 210, 10)
-    log = {"iteration": its, "d_loss": 10 - its / 100, "gp": 1 - its / 1000, "g_loss": 0.4 - its / 2000, "seconds": its / 10}
+    log = {
+        "iteration": its,
+        "d_loss": 10 - its / 100,
+        "gp": 1 - its / 1000,
+        "g_loss": 0.4 - its / 2000,
+        "seconds": its / 10,
+    }
     pd.DataFrame(log).to_csv(run / "train_log.csv", index=False)
     (run / "checkpoints").mkdir(exist_ok=True)
     return run
 
 
 def make_splits(root: Path, dataset: str, counts: tuple = (154, 154, 160, 200, 40, 40)) -> Path:
-    keys = ["train_normal", "unlabeled_total", "unlabeled_normal", "unlabeled_abnormal", "test_normal", "test_abnormal"]
+    keys = [
+        "train_normal",
+        "unlabeled_total",
+        "unlabeled_normal",
+        "unlabeled_abnormal",
+        "test_normal",
+        "test_abnormal",
+    ]
     path = root / "splits" / f"{dataset}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"dataset": dataset, "table1": dict(zip(keys, counts))}))

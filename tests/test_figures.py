@@ -24,7 +24,13 @@ def test_expected_files(figures):
     names = sorted(p.name for p in figures.iterdir())
     expected = ["anomaly_ratio.pdf", "anomaly_ratio.png"]
     for d in ("synth-rsna", "synth-vindr"):
-        expected += [f"heatmaps_{d}.pdf", f"heatmaps_{d}.png", f"roc_pr_{d}.pdf", f"roc_pr_{d}.png", f"training_{d}.png"]
+        expected += [
+            f"heatmaps_{d}.pdf",
+            f"heatmaps_{d}.png",
+            f"roc_pr_{d}.pdf",
+            f"roc_pr_{d}.png",
+            f"training_{d}.png",
+        ]
     assert names == sorted(expected)
     for png in figures.glob("*.png"):
         with Image.open(png) as im:
@@ -53,7 +59,9 @@ def test_no_anomaly_ratio_figure_without_table4_runs(tmp_path):
 
 
 def test_training_curves_handle_losses_logged_on_some_iterations(tmp_path):
-    root = make_experiment(tmp_path / "x", datasets=("synth-lag",), methods=("sagan",), seeds=(0,), table3=None, table4=None)
+    root = make_experiment(
+        tmp_path / "x", datasets=("synth-lag",), methods=("sagan",), seeds=(0,), table3=None, table4=None
+    )
     log_path = next((root / "runs").glob("**/train_log.csv"))
     log = pd.read_csv(log_path)
     log.loc[log.index % 2 == 0, "g_loss"] = np.nan  # generator steps every second iteration

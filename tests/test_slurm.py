@@ -89,14 +89,18 @@ def cluster(tmp_path_factory):
         Path("/run/munge").mkdir(exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         if subprocess.run(["pgrep", "-x", "munged"], capture_output=True).returncode != 0:
-            procs.append(subprocess.Popen(["runuser", "-u", "munge", "--", "munged", "-F"], stdout=log, stderr=log))
+            procs.append(
+                subprocess.Popen(["runuser", "-u", "munge", "--", "munged", "-F"], stdout=log, stderr=log)
+            )
             time.sleep(1)
         procs.append(subprocess.Popen(["slurmctld", "-D", "-i"], stdout=log, stderr=log))
         time.sleep(1)
         procs.append(subprocess.Popen(["slurmd", "-D", "-N", "localhost"], stdout=log, stderr=log))
         deadline = time.time() + 60
         while time.time() < deadline:
-            states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.split()
+            states = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+            ).stdout.split()
             if states and all(s == "idle" for s in states):
                 break
             time.sleep(1)
@@ -162,5 +166,8 @@ def test_demo_part_through_the_slurm_executor(cluster, tmp_path):
     assert len(sbatch) == 4 and sum("--gpus=1" in line for line in sbatch) == 1, "\n".join(sbatch)
     assert "rule_train" in next(line for line in sbatch if "--gpus=1" in line)
     # each job's SLURM log is kept; the training job's shows the fake GPU SLURM handed it
-    logs = {p.relative_to(work / ".snakemake/slurm_logs").parts[0]: p for p in (work / ".snakemake/slurm_logs").glob("rule_*/**/*.log")}
+    logs = {
+        p.relative_to(work / ".snakemake/slurm_logs").parts[0]: p
+        for p in (work / ".snakemake/slurm_logs").glob("rule_*/**/*.log")
+    }
     assert set(logs) == {"rule_synth", "rule_splits", "rule_train", "rule_evaluate"}

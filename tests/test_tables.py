@@ -39,7 +39,10 @@ def test_table2_values_are_percent_means_and_sample_stds_over_seeds(experiment):
     t2 = read(experiment, "table2.csv")
     assert len(t2) == 6 and set(t2["n_seeds"]) == {"3"}
     row = t2[(t2["method"] == "sagan") & (t2["dataset"] == "vindr")].iloc[0]
-    aps = [json.loads((p / "metrics.json").read_text())["ap"] for p in sorted((experiment / "runs/vindr/sagan/ar0.6/default").iterdir())]
+    aps = [
+        json.loads((p / "metrics.json").read_text())["ap"]
+        for p in sorted((experiment / "runs/vindr/sagan/ar0.6/default").iterdir())
+    ]
     assert row["ap_mean"] == f"{100 * np.mean(aps):.2f}"
     assert row["ap_std"] == f"{100 * np.std(aps, ddof=1):.2f}"
     assert all(len(v.split(".")[1]) == 2 for v in t2["auc_mean"])  # two decimals
@@ -107,14 +110,20 @@ def test_metrics_file_for_dvc(experiment, tmp_path):
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=env)
     subprocess.run(["dvc", "config", "core.analytics", "false"], cwd=tmp_path, check=True, env=env)
     shown = subprocess.run(
-        ["dvc", "metrics", "show", "metrics.json", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True
+        ["dvc", "metrics", "show", "metrics.json", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert shown.returncode == 0, shown.stderr
     assert str(row["ap_mean"]) in shown.stdout
 
 
 def test_test_oracle_selection_is_labelled_in_every_table(tmp_path):
-    root = make_experiment(tmp_path / "oracle", datasets=("vindr", "rsna"), seeds=(0, 1), selection="test-oracle")
+    root = make_experiment(
+        tmp_path / "oracle", datasets=("vindr", "rsna"), seeds=(0, 1), selection="test-oracle"
+    )
     files = render_all(build_tables(root))
     for name in ("table2", "table3", "table4"):
         assert "test-oracle" in files[f"{name}.md"] and "test-oracle" in files[f"{name}.tex"]
@@ -160,7 +169,9 @@ def test_compare_paper_within_and_beyond_tolerance(experiment, tmp_path, capsys)
 
 
 def test_compare_paper_on_synthetic_data_has_nothing_to_compare(tmp_path, capsys):
-    root = make_experiment(tmp_path / "demo", datasets=("synth-vindr",), seeds=(0,), table3="synth-vindr", table4=None)
+    root = make_experiment(
+        tmp_path / "demo", datasets=("synth-vindr",), seeds=(0,), table3="synth-vindr", table4=None
+    )
     main(["tables", "--results", str(root), "--out", str(root / "tables")])
     capsys.readouterr()
     assert main(["compare-paper", str(root / "tables" / "table3.csv"), "--tolerance", "0"]) == 0
@@ -174,10 +185,26 @@ def test_paper_values_hold_only_what_the_paper_states():
         "vindr": {"sagan": {"ap": 89.30, "auc": 91.47}, "brainomaly": {"ap": 84.37, "auc": 88.54},
                   "amae": {"ap": 84.50, "auc": 86.10}},
     }  # fmt: skip
-    assert ref["table2"]["gains_of_sagan_over"]["rsna"] == {"amae": {"ap": 1.05, "auc": 1.00}, "brainomaly": {"ap": 4.67, "auc": 1.44}}
-    assert ref["table2"]["gains_of_sagan_over"]["lag"] == {"ddad": {"ap": 4.66, "auc": 3.88}, "brainomaly": {"ap": 2.25, "auc": 1.06}}
-    assert [ref["table3"]["values"][k]["ap"] for k in ("baseline", "acm", "arrm", "full")] == [84.37, 86.07, 87.57, 89.30]
-    assert [ref["table3"]["values"][k]["auc"] for k in ("baseline", "acm", "arrm", "full")] == [88.54, 89.89, 90.37, 91.47]
+    assert ref["table2"]["gains_of_sagan_over"]["rsna"] == {
+        "amae": {"ap": 1.05, "auc": 1.00},
+        "brainomaly": {"ap": 4.67, "auc": 1.44},
+    }
+    assert ref["table2"]["gains_of_sagan_over"]["lag"] == {
+        "ddad": {"ap": 4.66, "auc": 3.88},
+        "brainomaly": {"ap": 2.25, "auc": 1.06},
+    }
+    assert [ref["table3"]["values"][k]["ap"] for k in ("baseline", "acm", "arrm", "full")] == [
+        84.37,
+        86.07,
+        87.57,
+        89.30,
+    ]
+    assert [ref["table3"]["values"][k]["auc"] for k in ("baseline", "acm", "arrm", "full")] == [
+        88.54,
+        89.89,
+        90.37,
+        91.47,
+    ]
     assert "table4" not in ref
     # the stated gains on VinDr agree with the stated absolute values
     vindr = ref["table2"]["values"]["vindr"]

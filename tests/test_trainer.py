@@ -30,7 +30,19 @@ def sagan_cmd(*args: str) -> list[str]:
 
 def run_cli(tiny, out, method="sagan", iters=6, extra=()):
     sets = [*FAST, f"train.iterations={iters}", "train.checkpoint_every=2", *extra]
-    argv = ["train", "--data", str(tiny), "--method", method, "--seed", "0", "--out", str(out), "--preset", "demo"]
+    argv = [
+        "train",
+        "--data",
+        str(tiny),
+        "--method",
+        method,
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--preset",
+        "demo",
+    ]
     for s in sets:
         argv += ["--set", s]
     assert cli(argv) == 0
@@ -46,7 +58,11 @@ def test_every_registered_method_trains_and_scores(tiny_dataset, tmp_path, metho
     m = json.loads((tmp_path / method / "metrics.json").read_text())
     assert 0 <= m["auc"] <= 1 and 0 <= m["ap"] <= 1 and m["selection"] == "last" and m["method"] == method
     cfg = yaml.safe_load((tmp_path / method / "config.yaml").read_text())
-    assert cfg["method"] == method and cfg["train"]["iterations"] == 6 and cfg["data"]["path"] == str(tiny_dataset)
+    assert (
+        cfg["method"] == method
+        and cfg["train"]["iterations"] == 6
+        and cfg["data"]["path"] == str(tiny_dataset)
+    )
     log = pd.read_csv(tmp_path / method / "train_log.csv")
     assert log["iteration"].tolist() == [2, 4, 6]
     loss_columns = [c for c in log.columns if c not in ("iteration", "seconds") and not c.startswith("lr_")]
@@ -89,9 +105,20 @@ def test_resume_after_sigkill_gives_identical_final_scores(tiny_dataset, tmp_pat
 
 
 def test_non_finite_loss_stops_with_iteration_and_loss(tiny_dataset, tmp_path):
-    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "model.lr_d": 1e30,
-                                                     "model.lr_g": 1e30, "train.iterations": 50,
-                                                     "data.image_size": 32, "train.batch_size": 4})
+    cfg = resolve_config(
+        "sagan",
+        0,
+        "demo",
+        None,
+        {
+            "data.path": str(tiny_dataset),
+            "model.lr_d": 1e30,
+            "model.lr_g": 1e30,
+            "train.iterations": 50,
+            "data.image_size": 32,
+            "train.batch_size": 4,
+        },
+    )
     with pytest.raises(TrainingError, match=r"non-finite loss at iteration \d+: \{'"):
         train(tmp_path / "nan", cfg)
 
@@ -113,8 +140,9 @@ def test_zero_u_setting_trains_without_unlabelled_data(tiny_dataset, tmp_path):
 def test_rerun_with_other_config_is_refused(tiny_dataset, tmp_path):
     run_cli(tiny_dataset, tmp_path / "r")
     with pytest.raises(ConfigError, match="different configuration.*train.iterations"):
-        resolve_and_train = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset),
-                                                                      "train.iterations": 7})
+        resolve_and_train = resolve_config(
+            "sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 7}
+        )
         train(tmp_path / "r", resolve_and_train)
 
 
@@ -144,8 +172,13 @@ def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, m
 
 def test_evaluate_unfinished_run_says_how_to_resume(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "u"
-    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 4,
-                                                     "data.image_size": 32, "train.batch_size": 4})
+    cfg = resolve_config(
+        "sagan",
+        0,
+        "demo",
+        None,
+        {"data.path": str(tiny_dataset), "train.iterations": 4, "data.image_size": 32, "train.batch_size": 4},
+    )
     train(run, cfg)
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     state["iteration"] = 2
@@ -177,8 +210,13 @@ def test_bf16_autocast_option_trains(tiny_dataset, tmp_path):
 
 
 def test_checkpoint_of_other_code_or_data_is_not_resumed(tiny_dataset, tmp_path, caplog):
-    cfg = resolve_config("sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 4,
-                                                     "data.image_size": 32, "train.batch_size": 4})
+    cfg = resolve_config(
+        "sagan",
+        0,
+        "demo",
+        None,
+        {"data.path": str(tiny_dataset), "train.iterations": 4, "data.image_size": 32, "train.batch_size": 4},
+    )
     run = tmp_path / "fp"
     train(run, cfg)
     ckpt = run / "checkpoints" / "last.pt"

@@ -56,7 +56,9 @@ def expected_runs(n_methods: int, n_datasets: int = 3, n_seeds: int = 3, n_ratio
 
 
 def test_lint_is_clean():
-    done = subprocess.run(["snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, env=offline_env())
+    done = subprocess.run(
+        ["snakemake", "--lint"], cwd=REPO, capture_output=True, text=True, env=offline_env()
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Lints for" not in done.stdout + done.stderr
     quiet = subprocess.run(
@@ -94,7 +96,10 @@ def test_paper_dry_run_job_counts_with_local_sources(tmp_path):
     command = next(line for line in shown.splitlines() if "sagan train" in line)
     assert "--method sagan --seed 2" in command and "--preset paper" in command
     assert "--set data.anomaly_ratio=0.6 --set model.use_arrm=false" in command
-    assert "--set train.threads=4" in command and "--out results/paper/runs/vindr/sagan/ar0.6/acm1-arrm0/seed2" in command
+    assert (
+        "--set train.threads=4" in command
+        and "--out results/paper/runs/vindr/sagan/ar0.6/acm1-arrm0/seed2" in command
+    )
 
 
 def test_paper_without_credentials_says_so_first(tmp_path):
@@ -135,7 +140,10 @@ def test_config_errors_beyond_the_schema(tmp_path):
     config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", table3={"dataset": "synth-lag"},
                           datasets={"synth-rsna": {}})  # fmt: skip
     done = snakemake(tmp_path, "-n", "--configfile", str(config))
-    assert done.returncode != 0 and "table3.dataset 'synth-lag' is not in 'datasets'" in done.stdout + done.stderr
+    assert (
+        done.returncode != 0
+        and "table3.dataset 'synth-lag' is not in 'datasets'" in done.stdout + done.stderr
+    )
 
 
 TINY = {
@@ -212,7 +220,9 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     # data and results are versioned: push them to a local-directory remote (no network)
     assert dvc(project, "remote", "add", "-d", "local", str(root.parent / "dvc-remote")).returncode == 0
     pushed = dvc(project, "push")
-    assert pushed.returncode == 0 and any((root.parent / "dvc-remote").rglob("*")), pushed.stdout + pushed.stderr
+    assert pushed.returncode == 0 and any((root.parent / "dvc-remote").rglob("*")), (
+        pushed.stdout + pushed.stderr
+    )
 
     # a change to the figure code reruns the figures stage and job only, not training or tables; the
     # figures come out byte-identical, so DVC sees no reason to rebuild the report
@@ -224,4 +234,8 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert re.findall(r"Running stage '([^']+)'", again.stdout) == ["figures@demo"], again.stdout[-3000:]
     after = {p: p.stat().st_mtime_ns for p in before}
-    assert [after[p] == before[p] for p in before] == [True, True, False]  # figures rewritten, runs and tables not
+    assert [after[p] == before[p] for p in before] == [
+        True,
+        True,
+        False,
+    ]  # figures rewritten, runs and tables not

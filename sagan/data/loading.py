@@ -45,7 +45,9 @@ class TrainingData:
     test_rows: np.ndarray  # rows of the test images in the prepared index
 
 
-def load_training_data(root: str, cfg: DataConfig, device: torch.device, need_train: bool = True) -> TrainingData:
+def load_training_data(
+    root: str, cfg: DataConfig, device: torch.device, need_train: bool = True
+) -> TrainingData:
     ds = load_prepared(root)
     images = resize_images(ds.images, cfg.image_size)
 

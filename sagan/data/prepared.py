@@ -105,7 +105,12 @@ def write_prepared(
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing:
         raise ValueError(f"index lacks columns {missing}")
-    meta = {**meta, "format_version": FORMAT_VERSION, "image_size": int(images.shape[1]), "n_images": len(images)}
+    meta = {
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "image_size": int(images.shape[1]),
+        "n_images": len(images),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

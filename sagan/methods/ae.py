@@ -47,7 +47,9 @@ class AE(Method):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         if not hasattr(self, "_opts"):
-            self._opts = {"ae": torch.optim.Adam(self.net.parameters(), self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))}
+            self._opts = {
+                "ae": torch.optim.Adam(self.net.parameters(), self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
+            }
         return self._opts
 
     def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:

@@ -58,8 +58,15 @@ class RestorationGAN(Method):
 
     # demo preset: a narrow generator at 32 px; the critic stays 32 wide, since an 8- or 16-wide critic
     # often stays dead from initialisation (gradient penalty ~1, no signal to G; benchmarks/RESULTS.md)
-    DEMO = {"conv_dim": 8, "d_conv_dim": 32, "n_res": 2, "d_repeat_num": 5, "lr_g": 2e-4, "lr_d": 2e-4,
-            "lr_decay_every": 20}
+    DEMO = {
+        "conv_dim": 8,
+        "d_conv_dim": 32,
+        "n_res": 2,
+        "d_repeat_num": 5,
+        "lr_g": 2e-4,
+        "lr_d": 2e-4,
+        "lr_decay_every": 20,
+    }
 
     def __init__(self, cfg: GANConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size)
@@ -85,7 +92,9 @@ class RestorationGAN(Method):
 
     def fake_source(self, batch: Batch) -> torch.Tensor:
         if batch.unlabeled is None:
-            raise ConfigError(f"method {self.name} needs unlabelled data; data.anomaly_ratio=0_u is SAGAN-only")
+            raise ConfigError(
+                f"method {self.name} needs unlabelled data; data.anomaly_ratio=0_u is SAGAN-only"
+            )
         return batch.unlabeled
 
     def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
@@ -124,4 +133,8 @@ class RestorationGAN(Method):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         restored = self.restore(images, rng, train=False)
-        return {"score": anomaly_score(images, restored), "restored": restored, "map": anomaly_map(images, restored)}
+        return {
+            "score": anomaly_score(images, restored),
+            "restored": restored,
+            "map": anomaly_map(images, restored),
+        }

@@ -44,7 +44,9 @@ class SAGAN(RestorationGAN):
         n = cfg.n_patches if cfg.use_acm else 1
         if image_size % (8 * n):
             raise ConfigError(f"image size {image_size} must be divisible by 8 * n_patches = {8 * n}")
-        self.G = SAGANGenerator(cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.position_code)
+        self.G = SAGANGenerator(
+            cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.position_code
+        )
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
         gate = train or self.cfg.gate_at_test

@@ -62,7 +62,11 @@ class SAGANGenerator(nn.Module):
         if use_arrm:
             # multi-level fusion: level outputs (4d @ x2, 2d @ x4, d @ x8) -> d channels at patch size
             self.lift = nn.ModuleList(
-                [nn.Sequential(up_in_relu(4 * d, 2 * d), up_in_relu(2 * d, d)), up_in_relu(2 * d, d), nn.Identity()]
+                [
+                    nn.Sequential(up_in_relu(4 * d, 2 * d), up_in_relu(2 * d, d)),
+                    up_in_relu(2 * d, d),
+                    nn.Identity(),
+                ]
             )
             self.merge = ResidualBlock(3 * d, d, project=True)
         self.to_map = nn.Conv2d(d, 1, 7, 1, 3, bias=False)
@@ -81,10 +85,14 @@ class SAGANGenerator(nn.Module):
             f = level(f, skip)  # the deepest gate gates the bottleneck with its own skip
             outs.append(f)
         if self.use_arrm:
-            f = self.merge(torch.cat([lift(o) for lift, o in zip(self.lift, outs)], dim=1))  # (B*N*N, d, h, w)
+            f = self.merge(
+                torch.cat([lift(o) for lift, o in zip(self.lift, outs)], dim=1)
+            )  # (B*N*N, d, h, w)
         return from_patches(self.to_map(f), self.n)
 
-    def forward(self, x: torch.Tensor, gate_p: float | None = None, rng: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, gate_p: float | None = None, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
         """x' = tanh(G(x) + x) with G(x) = I(x)*delta + (1-delta)*x, delta ~ Bernoulli(gate_p) per pixel.
 
         gate_p=None means delta = 1 everywhere (test time).

@@ -52,7 +52,9 @@ def save(fig: plt.Figure, out: Path, stem: str, pdf: bool) -> list[Path]:
     paths = []
     for ext in ("png", "pdf") if pdf else ("png",):
         buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150, bbox_inches="tight", metadata=PNG_META if ext == "png" else PDF_META)
+        fig.savefig(
+            buf, format=ext, dpi=150, bbox_inches="tight", metadata=PNG_META if ext == "png" else PDF_META
+        )
         write_atomic(out / f"{stem}.{ext}", buf.getvalue())
         paths.append(out / f"{stem}.{ext}")
     plt.close(fig)
@@ -73,7 +75,11 @@ def pick_heatmap_run(runs: pd.DataFrame, dataset: str) -> pd.Series | None:
 def draw_boxes(ax, boxes: list, shape: tuple[int, int], color: str) -> None:
     h, w = shape
     for x0, y0, x1, y1 in boxes:
-        ax.add_patch(Rectangle((x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False, ec=color, lw=1.5))
+        ax.add_patch(
+            Rectangle(
+                (x0 * w - 0.5, y0 * h - 0.5), (x1 - x0) * w, (y1 - y0) * h, fill=False, ec=color, lw=1.5
+            )
+        )
 
 
 def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
@@ -85,7 +91,11 @@ def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
     fig, axes = plt.subplots(len(chosen), 3, figsize=(7.2, 2.5 * len(chosen)), squeeze=False)
     for row, i in enumerate(chosen):
         boxes = json.loads(str(z["boxes"][i])) if "boxes" in z.files else []
-        panels = [(z["images"][i], "gray", (-1, 1)), (z["restored"][i], "gray", (-1, 1)), (z["maps"][i], "jet", (0, vmax))]
+        panels = [
+            (z["images"][i], "gray", (-1, 1)),
+            (z["restored"][i], "gray", (-1, 1)),
+            (z["maps"][i], "jet", (0, vmax)),
+        ]
         for col, (img, cmap, (lo, hi)) in enumerate(panels):
             ax = axes[row, col]
             shown = ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
@@ -104,7 +114,8 @@ def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
     for col, title in enumerate(["original", "restored", "|x - x'| / 2"]):
         axes[0, col].set_title(title, fontsize=10)
     fig.suptitle(
-        f"{dataset_label(run['dataset'])}: {run['method']} (seed {run['seed']}, AR {ar_label(run['ar'])})", fontsize=11
+        f"{dataset_label(run['dataset'])}: {run['method']} (seed {run['seed']}, AR {ar_label(run['ar'])})",
+        fontsize=11,
     )
     fig.tight_layout()
     return save(fig, out, f"heatmaps_{run['dataset']}", pdf=True)
@@ -124,16 +135,28 @@ def figure_roc_pr(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
             precision, recall, _ = precision_recall_curve(y, s)
             prevalence = float(y.mean())
             ax_roc.plot(fpr, tpr, color=color, lw=1.4, alpha=0.85, label=label if k == 0 else None)
-            ax_pr.step(recall, precision, where="post", color=color, lw=1.4, alpha=0.85, label=label if k == 0 else None)
+            ax_pr.step(
+                recall,
+                precision,
+                where="post",
+                color=color,
+                lw=1.4,
+                alpha=0.85,
+                label=label if k == 0 else None,
+            )
     ax_roc.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     if prevalence is not None:
         ax_pr.axhline(prevalence, ls="--", color="grey", lw=1, label=f"chance ({prevalence:.2f})")
-    ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01))
+    ax_roc.set(
+        xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1.01)
+    )
     ax_pr.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.01))
     for ax in (ax_roc, ax_pr):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if ax is ax_roc else "lower left")
-    fig.suptitle(f"{dataset_label(dataset)}: test set, one line per seed (legend: mean over seeds, %)", fontsize=11)
+    fig.suptitle(
+        f"{dataset_label(dataset)}: test set, one line per seed (legend: mean over seeds, %)", fontsize=11
+    )
     fig.tight_layout()
     return save(fig, out, f"roc_pr_{dataset}", pdf=True)
 
@@ -170,7 +193,10 @@ def figure_training(runs: pd.DataFrame, dataset: str, out: Path, ncols: int = 4)
     part = table2_runs(runs)
     part = part[part["dataset"] == dataset]
     methods = sorted(set(part["method"]))
-    logs = {m: [pd.read_csv(Path(r) / "train_log.csv") for r in part.loc[part["method"] == m, "run"]] for m in methods}
+    logs = {
+        m: [pd.read_csv(Path(r) / "train_log.csv") for r in part.loc[part["method"] == m, "run"]]
+        for m in methods
+    }
     # losses only: not the counters, timings or learning rates
     losses = {m: [c for c in logs[m][0].columns if c not in ("iteration", "seconds") and not c.startswith("lr")]
               for m in methods if logs[m]}  # fmt: skip
@@ -199,7 +225,9 @@ def figure_training(runs: pd.DataFrame, dataset: str, out: Path, ncols: int = 4)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             ax.set_xlabel("iteration", fontsize=7)
-    fig.suptitle(f"{dataset_label(dataset)}: training losses, mean over seeds (band: min to max)", fontsize=11)
+    fig.suptitle(
+        f"{dataset_label(dataset)}: training losses, mean over seeds (band: min to max)", fontsize=11
+    )
     fig.tight_layout()
     return save(fig, out, f"training_{dataset}", pdf=False)
 

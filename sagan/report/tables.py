@@ -88,7 +88,9 @@ def build_table1(results: Path) -> pd.DataFrame:
             summary = json.loads(path.read_text())
             rows.append({"dataset": summary.get("dataset", path.stem), **summary["table1"]})
         except (KeyError, TypeError, json.JSONDecodeError) as err:
-            raise DatasetError(f"{path}: not a `sagan splits` summary ({err}); rerun `sagan splits`") from None
+            raise DatasetError(
+                f"{path}: not a `sagan splits` summary ({err}); rerun `sagan splits`"
+            ) from None
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS["table1"])
     return df.iloc[sorted(range(len(df)), key=lambda i: dataset_sort_key(df["dataset"].iat[i]))]
 
@@ -248,7 +250,9 @@ def ranked_cells(df: pd.DataFrame, groups: list[str]) -> dict[tuple[int, str], C
         for metric in ("ap", "auc"):
             means = [float(v) for v in part[f"{metric}_mean"]]
             for idx, r in zip(part.index, ranks(means)):
-                cells[(idx, metric)] = metric_cell(df.at[idx, f"{metric}_mean"], df.at[idx, f"{metric}_std"], r)
+                cells[(idx, metric)] = metric_cell(
+                    df.at[idx, f"{metric}_mean"], df.at[idx, f"{metric}_std"], r
+                )
     return cells
 
 
@@ -261,14 +265,22 @@ def render_table1(df: pd.DataFrame, kind: str) -> str:
         for r in df.itertuples()
     ]  # fmt: skip
     title = "Table 1. Summary of dataset repartitions."
-    notes = ["T_u is drawn from the pool in parentheses (|T_u| = |T_n|; its make-up depends on the anomaly ratio)."]
-    return render_md(title, header, rows, notes) if kind == "md" else render_tex(title, header, rows, notes, "table1")
+    notes = [
+        "T_u is drawn from the pool in parentheses (|T_u| = |T_n|; its make-up depends on the anomaly ratio)."
+    ]
+    return (
+        render_md(title, header, rows, notes)
+        if kind == "md"
+        else render_tex(title, header, rows, notes, "table1")
+    )
 
 
 def render_table2(df: pd.DataFrame, kind: str) -> str:
     df = df.reset_index(drop=True)
     datasets = sorted(set(df["dataset"]), key=dataset_sort_key)
-    with_paper = [d for d in datasets if df.loc[df["dataset"] == d, ["paper_ap", "paper_auc"]].notna().any().any()]
+    with_paper = [
+        d for d in datasets if df.loc[df["dataset"] == d, ["paper_ap", "paper_auc"]].notna().any().any()
+    ]
     cells = ranked_cells(df, ["group", "dataset"])
     header = ["Group", "Method"]
     for d in datasets:
@@ -282,12 +294,19 @@ def render_table2(df: pd.DataFrame, kind: str) -> str:
             hit = part.index[part["dataset"] == d]
             row += [cells[(hit[0], "ap")], cells[(hit[0], "auc")]] if len(hit) else [Cell("–"), Cell("–")]
             if d in with_paper:
-                row += [Cell(fmt(part.at[hit[0], c]) or "–") if len(hit) else Cell("–") for c in ("paper_ap", "paper_auc")]
+                row += [
+                    Cell(fmt(part.at[hit[0], c]) or "–") if len(hit) else Cell("–")
+                    for c in ("paper_ap", "paper_auc")
+                ]
         rows.append(row)
     title = "Table 2. AP and AUC (%) of each method, mean ± std over seeds, at anomaly ratio 60%."
     notes = ["Best in each group and dataset in bold, second underlined. (paper) = value stated in the paper.",
              *selection_note(df)]  # fmt: skip
-    return render_md(title, header, rows, notes) if kind == "md" else render_tex(title, header, rows, notes, "table2")
+    return (
+        render_md(title, header, rows, notes)
+        if kind == "md"
+        else render_tex(title, header, rows, notes, "table2")
+    )
 
 
 def render_table3(df: pd.DataFrame, kind: str) -> str:
@@ -305,11 +324,17 @@ def render_table3(df: pd.DataFrame, kind: str) -> str:
     codes = sorted({c for v in df["position_code"] for c in str(v).split(",") if c})
     title = f"Table 3. Ablation of SAGAN's modules on {on}: AP and AUC (%), mean ± std over seeds."
     notes = [
-        "ACM position code: " + ("; ".join(POSITION_CODE_NOTE.get(c, c) for c in codes) if codes else "–") + ".",
+        "ACM position code: "
+        + ("; ".join(POSITION_CODE_NOTE.get(c, c) for c in codes) if codes else "–")
+        + ".",
         "Best in bold, second underlined. (paper) = value stated in the paper (its baseline row is Brainomaly).",
         *selection_note(df),
     ]
-    return render_md(title, header, rows, notes) if kind == "md" else render_tex(title, header, rows, notes, "table3")
+    return (
+        render_md(title, header, rows, notes)
+        if kind == "md"
+        else render_tex(title, header, rows, notes, "table3")
+    )
 
 
 def render_table4(df: pd.DataFrame, kind: str) -> str:
@@ -324,18 +349,34 @@ def render_table4(df: pd.DataFrame, kind: str) -> str:
     ]
     on = ", ".join(dataset_label(d) for d in dict.fromkeys(df["dataset"])) or "–"
     title = f"Table 4. SAGAN on {on} against the anomaly ratio (AR) of the unlabelled set: AP and AUC (%)."
-    notes = ["AR = 0_u: trained without unlabelled data. Best in bold, second underlined.", *selection_note(df)]
-    return render_md(title, header, rows, notes) if kind == "md" else render_tex(title, header, rows, notes, "table4")
+    notes = [
+        "AR = 0_u: trained without unlabelled data. Best in bold, second underlined.",
+        *selection_note(df),
+    ]
+    return (
+        render_md(title, header, rows, notes)
+        if kind == "md"
+        else render_tex(title, header, rows, notes, "table4")
+    )
 
 
-RENDERERS = {"table1": render_table1, "table2": render_table2, "table3": render_table3, "table4": render_table4}
+RENDERERS = {
+    "table1": render_table1,
+    "table2": render_table2,
+    "table3": render_table3,
+    "table4": render_table4,
+}
 
 
 def metrics_summary(tables: dict[str, pd.DataFrame]) -> dict:
     """Nested numbers for `dvc metrics diff` (percent, two decimals)."""
 
     def nums(r) -> dict:
-        return {k: round(float(getattr(r, k)), 2) for k in ("ap_mean", "auc_mean") if not math.isnan(getattr(r, k))}
+        return {
+            k: round(float(getattr(r, k)), 2)
+            for k in ("ap_mean", "auc_mean")
+            if not math.isnan(getattr(r, k))
+        }
 
     out: dict = {"table2": {}, "table3": {}, "table4": {}}
     for r in tables["table2"].itertuples():
@@ -383,7 +424,9 @@ def cli_check_tables(args) -> int:
     for fname, text in fresh.items():
         committed = Path(args.tables) / fname
         if not committed.is_file():
-            problems.append(f"{committed}: missing (regenerate with `sagan tables --results {args.results} --out {args.tables}`)")
+            problems.append(
+                f"{committed}: missing (regenerate with `sagan tables --results {args.results} --out {args.tables}`)"
+            )
             continue
         old = committed.read_text()
         if old != text:
@@ -416,7 +459,14 @@ def compare_rows(table: pd.DataFrame, kind: str, paper: dict) -> list[tuple[str,
                     ours_row, other_row = means[(dataset, "sagan")], means[(dataset, other)]
                     for metric in ("ap", "auc"):
                         gain = getattr(ours_row, f"{metric}_mean") - getattr(other_row, f"{metric}_mean")
-                        out.append((f"{dataset} gain of sagan over {other}", metric.upper(), gain, float(ref[metric])))
+                        out.append(
+                            (
+                                f"{dataset} gain of sagan over {other}",
+                                metric.upper(),
+                                gain,
+                                float(ref[metric]),
+                            )
+                        )
     return out
 
 
@@ -424,17 +474,23 @@ def cli_compare_paper(args) -> int:
     """`sagan compare-paper TABLE.csv --tolerance PP`: differences to the paper; exit 1 beyond tolerance."""
     path = Path(args.table)
     if not path.is_file():
-        raise DatasetError(f"{path} does not exist; create the tables with `sagan tables --results ... --out ...`")
+        raise DatasetError(
+            f"{path} does not exist; create the tables with `sagan tables --results ... --out ...`"
+        )
     table = pd.read_csv(path, keep_default_na=True)
     if "variant" in table.columns:
         kind = "table3"
     elif "group" in table.columns:
         kind = "table2"
     else:
-        raise DatasetError(f"{path}: the paper states values for Tables 2 and 3 only (table2.csv, table3.csv)")
+        raise DatasetError(
+            f"{path}: the paper states values for Tables 2 and 3 only (table2.csv, table3.csv)"
+        )
     cells = compare_rows(table, kind, paper_values())
     if not cells:
-        print(f"{path}: no row has a value stated in the paper (the paper's datasets are rsna, vindr, lag); nothing to compare")
+        print(
+            f"{path}: no row has a value stated in the paper (the paper's datasets are rsna, vindr, lag); nothing to compare"
+        )
         return 0
     beyond = 0
     print(f"{'row':45s} {'metric':6s} {'ours':>8s} {'paper':>8s} {'diff':>8s}")
@@ -442,6 +498,9 @@ def cli_compare_paper(args) -> int:
         diff = ours - ref
         flag = abs(diff) > args.tolerance
         beyond += flag
-        print(f"{what:45s} {metric:6s} {ours:8.2f} {ref:8.2f} {diff:+8.2f}" + ("  BEYOND TOLERANCE" if flag else ""))
+        print(
+            f"{what:45s} {metric:6s} {ours:8.2f} {ref:8.2f} {diff:+8.2f}"
+            + ("  BEYOND TOLERANCE" if flag else "")
+        )
     print(f"{beyond} of {len(cells)} value(s) differ from the paper by more than {args.tolerance:g} points")
     return 1 if beyond else 0
