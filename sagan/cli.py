@@ -31,6 +31,7 @@ HANDLERS = {
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sagan", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # --- data -------------------------------------------------------------------------------
@@ -117,13 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from sagan.config import ConfigError
-    from sagan.data.prepared import DatasetError
+    from sagan.errors import SaganError
 
     module, func = HANDLERS[args.command].split(":")
     try:
         rc = getattr(importlib.import_module(module), func)(args)
-    except (ConfigError, DatasetError) as err:
+    except SaganError as err:
+        if args.debug:
+            raise
         print(f"sagan {args.command}: error: {err}", file=sys.stderr)
         return 2
     return int(rc or 0)

@@ -9,17 +9,14 @@ dataclass (see `sagan.methods`); generic settings live here.
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased for the user (one line, says what is allowed)."""
+from sagan.atomic import write_atomic
+from sagan.errors import ConfigError
 
 
 def choice(default: Any, choices: tuple, doc: str = "") -> Any:
@@ -232,23 +229,6 @@ def resolve_config(
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1")
     return cfg
-
-
-def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write a file so that readers see either the old or the complete new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

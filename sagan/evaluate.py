@@ -17,9 +17,10 @@ import torch
 import yaml
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sagan.config import RunConfig, resolve_config, write_atomic
+from sagan.atomic import write_atomic
+from sagan.config import RunConfig, resolve_config
 from sagan.data.loading import load_training_data, resize_images, to_unit_range
-from sagan.data.prepared import DatasetError
+from sagan.errors import DatasetError
 from sagan.methods import Method
 
 log = logging.getLogger(__name__)

@@ -19,16 +19,14 @@ import pandas as pd
 import torch
 import yaml
 
-from sagan.config import ConfigError, RunConfig, flatten, resolve_config, save_config, write_atomic
+from sagan.atomic import write_atomic
+from sagan.config import RunConfig, flatten, resolve_config, save_config
 from sagan.data.loading import EpochSampler, TrainingData, load_training_data, to_unit_range
+from sagan.errors import ConfigError, TrainingError
 from sagan.fpi import foreign_patch_interpolation
 from sagan.methods import Batch, Method, get_method
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    pass
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from sagan.data.ingest import PREPROCESSING, prepare_dataset, resize_chain
-from sagan.data.prepared import DatasetError, load_prepared, split_entries
+from sagan.data.prepared import load_prepared, split_entries
+from sagan.errors import DatasetError
 from tests.fakes import (
     dicom_bytes,
     pack,

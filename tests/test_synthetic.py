@@ -12,7 +12,7 @@ from PIL import Image
 
 from sagan.cli import main
 from sagan.data.ingest import decode_mask, resize_chain
-from sagan.data.prepared import DatasetError, load_prepared
+from sagan.data.prepared import load_prepared
 from sagan.data.splits import build_unlabeled_set, table1_counts
 from sagan.data.synthetic import (
     DATASETS,
@@ -24,6 +24,7 @@ from sagan.data.synthetic import (
     render_subject,
     split_counts,
 )
+from sagan.errors import DatasetError
 
 AR_GRID = [i / 100 for i in range(101)]
 

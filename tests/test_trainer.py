@@ -16,10 +16,11 @@ import torch
 import yaml
 
 from sagan.cli import main as cli
-from sagan.config import ConfigError, resolve_config
+from sagan.config import resolve_config
+from sagan.errors import ConfigError, TrainingError
 from sagan.evaluate import evaluate_run
 from sagan.methods import method_names
-from sagan.trainer import TrainingError, train
+from sagan.trainer import train
 
 FAST = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=2"]
 

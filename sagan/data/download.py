@@ -29,7 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sagan.data.prepared import DatasetError
+from sagan.atomic import write_atomic
+from sagan.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ def is_complete(final: Path) -> bool:
 
 def finish(partial: Path, final: Path, origin: str, sha256: str | None = None) -> dict:
     """Rename a verified download into place, then write its complete-marker."""
-    from sagan.config import write_atomic
 
     sha256 = sha256 or sha256_file(partial)
     os.replace(partial, final)
@@ -114,7 +114,6 @@ def finish(partial: Path, final: Path, origin: str, sha256: str | None = None) -
 
 def write_record(out: Path, dataset: str, kind: str, origin: str, path: Path, sha256: str | None) -> Path:
     """`<out>/<dataset>.source.json`: where the raw data of `dataset` is (what `prepare` reads)."""
-    from sagan.config import write_atomic
 
     record = {
         "dataset": dataset,

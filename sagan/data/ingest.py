@@ -37,7 +37,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from sagan.data.prepared import DatasetError, load_prepared, split_entries, write_prepared
+from sagan.atomic import write_atomic
+from sagan.data.prepared import load_prepared, split_entries, write_prepared
+from sagan.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -723,7 +725,6 @@ def splits_summary(data: str | Path, ratios: list[str], on_small_pool: str = "er
 
 def cli_splits(args: Any) -> int:
     """`sagan splits DATA --out FILE.json [--ratios ...] [--on-small-pool error|shrink]`."""
-    from sagan.config import write_atomic
 
     ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]
     for r in ratios:

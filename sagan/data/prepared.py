@@ -24,13 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sagan.errors import DatasetError
+
 FORMAT_VERSION = 1
 POOLS = ("train", "unlabeled", "test")
 INDEX_COLUMNS = ["name", "label", "pool", "boxes", "mask"]
-
-
-class DatasetError(ValueError):
-    """A problem with a dataset on disk, phrased for the user (names the file and the fix)."""
 
 
 def split_entries(split: dict) -> list[tuple[str, int, str]]:

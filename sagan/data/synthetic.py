@@ -42,7 +42,8 @@ from PIL import Image
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
-from sagan.data.prepared import DatasetError
+from sagan.atomic import write_atomic
+from sagan.errors import DatasetError
 
 RENDER_SIZE = 256  # phantoms are drawn at this size; the ingest resizes to the experiment size
 GROUPS = ("train/0", "unlabeled/0", "unlabeled/1", "test/0", "test/1")  # split_entries order
@@ -870,7 +871,6 @@ def make_synthetic(
 def _record_provenance(prepared: Path, provenance: dict, source: str | None) -> Path:
     """Add how the data was generated to meta.json (rewritten atomically); `source` replaces the
     ingest's source path when that folder was temporary."""
-    from sagan.config import write_atomic
 
     meta_path = Path(prepared) / "meta.json"
     meta = json.loads(meta_path.read_text())

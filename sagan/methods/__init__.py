@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sagan.config import ConfigError
+from sagan.errors import ConfigError
 from sagan.methods.base import Batch, Method
 
 _REGISTRY: dict[str, type[Method]] = {}

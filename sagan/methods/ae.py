@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.config import ConfigError
+from sagan.errors import ConfigError
 from sagan.methods import register
 from sagan.methods.base import Batch, Method
 from sagan.models.autoencoder import AutoEncoder

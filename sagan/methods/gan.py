@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.config import ConfigError, choice
+from sagan.config import choice
+from sagan.errors import ConfigError
 from sagan.losses import anomaly_map, anomaly_score, gradient_penalty, wgan_d_loss
 from sagan.methods.base import Batch, Method
 from sagan.models.discriminator import Discriminator

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.config import ConfigError, choice
+from sagan.config import choice
+from sagan.errors import ConfigError
 from sagan.losses import identity_loss, restoration_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch

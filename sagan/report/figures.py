@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
-from sagan.config import write_atomic  # noqa: E402
+from sagan.atomic import write_atomic  # noqa: E402
 from sagan.report.runs import (  # noqa: E402
     ar_label,
     ar_sort_key,

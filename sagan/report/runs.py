@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sagan.data.prepared import DatasetError
+from sagan.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

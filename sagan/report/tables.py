@@ -18,8 +18,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from sagan.config import write_atomic
-from sagan.data.prepared import DatasetError
+from sagan.atomic import write_atomic
+from sagan.errors import DatasetError
 from sagan.report.runs import (
     GROUP_ORDER,
     MAIN_AR,
