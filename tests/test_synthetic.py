@@ -3,7 +3,9 @@ through the real ingest (`make_synthetic` -> Med-AD folder -> `prepare_dataset` 
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -154,10 +156,54 @@ def test_mask_boxes_are_component_bounding_boxes():
 
 
 @pytest.fixture(scope="module")
-def rsna_small(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    out = make_synthetic("synth-rsna", root / "synth-rsna", seed=0, size="small", workers=1)
-    return load_prepared(out)
+def demo_set(tmp_path_factory):
+    """A set at the demo's settings (config/demo.yaml and the workflow's synth rule: seed 0, size
+    small, 64 px), generated once per module on first use."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            root = tmp_path_factory.mktemp("synth")
+            made[name] = make_synthetic(name, root / name, seed=0, size="small", image_size=64, workers=1)
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def rsna_small(demo_set):
+    return load_prepared(demo_set("synth-rsna"))
+
+
+# sha256 of the prepared files at the demo's settings: any change to how an image is drawn, named,
+# ordered or ingested changes them (issue 12: the generator stays byte-identical during the study)
+PINNED = {
+    "synth-rsna": {
+        "images.npy": "ddeb87c1f595d87fd4c4352b64856bac457cfc4a6d9fbf08e96608f518a7e819",
+        "index.csv": "08cba66c9250a3f8c2e0a0ef03ef9a4fcaad226a1c084e6b86cc6c05323ce983",
+        "split.json": "5ff6ad888545df78541628cf250f743302e2b8d954bb14da014822820c03b709",
+        "masks.npy": "0e19c057e5a56155c4827dc0055ffe9bf5901f6707a9c78b7fe5d7392b91ece4",
+    },
+    "synth-vindr": {
+        "images.npy": "b622d0204c210203053b0955ce3446dcaad7a452c3d69c99c65b379ab60a5b4e",
+        "index.csv": "57f24fbc912f33bbb770d1bc4a1509a378c588ab209b832a2e462fa01aa93f9e",
+        "split.json": "e60f6a38bcbcd1c5ae9e6ffae3639e1e5427a6a1601bc4b4fe8dc37c841c958a",
+        "masks.npy": "326ee8e734d1ea044202a882dcadec59241c344f11dbea82231acfb7108ce834",
+    },
+    "synth-lag": {
+        "images.npy": "f989066ede755eec4f8abef2a8ed2ddfb7fbb18b17e149414ee4c8a1e9949a37",
+        "index.csv": "49acdf9f1816e446b728df05db1691ee39a0c6f89ea68b8c0fb7c46d90291e0a",
+        "split.json": "b47376ac4fe20023625c53f516893f213a48c391877498aa39bab8232085d0d2",
+        "masks.npy": "36f7fca2e4106614c0e7c773d69df6a21071f8b31fa40abefa7d0cb37996a53c",
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_demo_sets_are_byte_identical_to_the_pinned_checksums(demo_set, name):
+    out = demo_set(name)
+    got = {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in PINNED[name]}
+    assert got == PINNED[name]
 
 
 def test_rsna_small_loads_with_the_split_counts(rsna_small):
