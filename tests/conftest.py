@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sagan.data.prepared import split_entries, write_prepared
+from sagan.data.synthetic import make_synthetic
 
 
 def make_tiny_dataset(
@@ -43,3 +44,18 @@ def make_tiny_dataset(
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def synthetic_set(tmp_path_factory):
+    """A synthetic set at the demo's settings (config/demo.yaml and the workflow's synth rule: seed 0,
+    size small, 64 px), generated on first use and shared by the session."""
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            root = tmp_path_factory.mktemp("synth")
+            made[name] = make_synthetic(name, root / name, seed=0, size="small", image_size=64, workers=1)
+        return made[name]
+
+    return get

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,11 +30,11 @@ from sagan.errors import DatasetError
 AR_GRID = [i / 100 for i in range(101)]
 
 
-def test_small_counts_follow_table1_at_one_25th():
-    assert list(split_counts("synth-rsna", "small").values()) == [154, 160, 200, 40, 40]
-    assert list(split_counts("synth-vindr", "small").values()) == [160, 224, 136, 40, 40]
-    assert list(split_counts("synth-lag", "small").values()) == [60, 33, 36, 32, 32]
-    assert list(split_counts("synth-rsna", "large").values()) == [1926, 2000, 2506, 500, 500]
+def test_small_counts_follow_table1_at_one_25th_plus_the_validation_split():
+    assert list(split_counts("synth-rsna", "small").values()) == [154, 160, 200, 40, 40, 64, 64]
+    assert list(split_counts("synth-vindr", "small").values()) == [160, 224, 136, 40, 40, 64, 64]
+    assert list(split_counts("synth-lag", "small").values()) == [60, 33, 36, 32, 32, 64, 64]
+    assert list(split_counts("synth-rsna", "large").values()) == [1926, 2000, 2506, 500, 500, 64, 64]
 
 
 @pytest.mark.parametrize("size", list(SIZES))
@@ -156,54 +155,86 @@ def test_mask_boxes_are_component_bounding_boxes():
 
 
 @pytest.fixture(scope="module")
-def demo_set(tmp_path_factory):
-    """A set at the demo's settings (config/demo.yaml and the workflow's synth rule: seed 0, size
-    small, 64 px), generated once per module on first use."""
-    made: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in made:
-            root = tmp_path_factory.mktemp("synth")
-            made[name] = make_synthetic(name, root / name, seed=0, size="small", image_size=64, workers=1)
-        return made[name]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def rsna_small(demo_set):
-    return load_prepared(demo_set("synth-rsna"))
+def rsna_small(synthetic_set):
+    return load_prepared(synthetic_set("synth-rsna"))
 
 
 # sha256 of the prepared files at the demo's settings: any change to how an image is drawn, named,
 # ordered or ingested changes them (issue 12: the generator stays byte-identical during the study)
 PINNED = {
     "synth-rsna": {
-        "images.npy": "ddeb87c1f595d87fd4c4352b64856bac457cfc4a6d9fbf08e96608f518a7e819",
-        "index.csv": "08cba66c9250a3f8c2e0a0ef03ef9a4fcaad226a1c084e6b86cc6c05323ce983",
-        "split.json": "5ff6ad888545df78541628cf250f743302e2b8d954bb14da014822820c03b709",
-        "masks.npy": "0e19c057e5a56155c4827dc0055ffe9bf5901f6707a9c78b7fe5d7392b91ece4",
+        "images.npy": "65826133832e1455e7705f9f3bfa9a7885c2aa5c614da6076008d23cb5c34638",
+        "index.csv": "047d5f1c6578a72097dc3f9908ce9c1e7317dd43e64c6a4209e0c450daf13f3f",
+        "split.json": "6429397c2aeac20046c351d694a84107888dd10577708e5ab5c9b70616c4f01c",
+        "masks.npy": "029e7855a30cc1430839b201bcd275f81d43588808425358f2420c4315bea57d",
     },
     "synth-vindr": {
-        "images.npy": "b622d0204c210203053b0955ce3446dcaad7a452c3d69c99c65b379ab60a5b4e",
-        "index.csv": "57f24fbc912f33bbb770d1bc4a1509a378c588ab209b832a2e462fa01aa93f9e",
-        "split.json": "e60f6a38bcbcd1c5ae9e6ffae3639e1e5427a6a1601bc4b4fe8dc37c841c958a",
-        "masks.npy": "326ee8e734d1ea044202a882dcadec59241c344f11dbea82231acfb7108ce834",
+        "images.npy": "235863c560e70063c187bbece861159fc8c1073b1e0d549a8ee3b929c9e54b5d",
+        "index.csv": "1827e33be494c73daafb9265bac2b387a183dd13e31c1d446cc1a3e31ee0a6e5",
+        "split.json": "bcb4f8b604215acf9a50f8a7bbe8183f2382e49bcf427a0a30aa6e4930845158",
+        "masks.npy": "948c363a65e07cad81f6cf939881682f39383f552accdbe59985ab594ed184a2",
     },
     "synth-lag": {
-        "images.npy": "f989066ede755eec4f8abef2a8ed2ddfb7fbb18b17e149414ee4c8a1e9949a37",
+        "images.npy": "2629119d9c533dd15c162d3066e32d8182a7bb7e352346d2448c2c7236ef06f6",
+        "index.csv": "c99bfe20fcac5dcf5beb96b7b8de2329df6cecb5f4eb0e45b79d096a067bbc85",
+        "split.json": "ed32a107773cc508a2532db989e5a51ccbc7b5336b811fff9b3d4db5f6b24080",
+        "masks.npy": "905cf5162dacb4cf39974d40ee5cdba52a41efe4c62c9229e4ab36049dee3cbc",
+    },
+}
+# The same sets before the validation split was added: sha256 of the bytes of the first n images and
+# of their masks, of index.csv up to row n, and of split.json without "val" (the val rows come last)
+BEFORE_VAL = {
+    "synth-rsna": {
+        "n": 594,
+        "images": "4ad60821370c1502238d5cba8981fa15ac87c1d70dd5213c8070a2e2da989fc8",
+        "masks": "d0d93a7c540d58dcb55c94e669505b710f8a70c284b55623a2b8066d90bb91e9",
+        "index.csv": "08cba66c9250a3f8c2e0a0ef03ef9a4fcaad226a1c084e6b86cc6c05323ce983",
+        "split.json": "5ff6ad888545df78541628cf250f743302e2b8d954bb14da014822820c03b709",
+    },
+    "synth-vindr": {
+        "n": 600,
+        "images": "74ffe9d7910db4d732ec36127f163519b473d7b4a5475d6b9c72b432e6c6949d",
+        "masks": "2c0d38742e434e9a11cbb72e0f05cbb896cf6e13412e1e06383f97f9be5331e3",
+        "index.csv": "57f24fbc912f33bbb770d1bc4a1509a378c588ab209b832a2e462fa01aa93f9e",
+        "split.json": "e60f6a38bcbcd1c5ae9e6ffae3639e1e5427a6a1601bc4b4fe8dc37c841c958a",
+    },
+    "synth-lag": {
+        "n": 193,
+        "images": "c7a7c0df5bcd892bd5ec8159b7174bd47748bca6ca0f6712cecdeaf7de497a69",
+        "masks": "2fee2c86030595137128ccd228eb390b8099f902d59483715d929d1c8e36e8b4",
         "index.csv": "49acdf9f1816e446b728df05db1691ee39a0c6f89ea68b8c0fb7c46d90291e0a",
         "split.json": "b47376ac4fe20023625c53f516893f213a48c391877498aa39bab8232085d0d2",
-        "masks.npy": "36f7fca2e4106614c0e7c773d69df6a21071f8b31fa40abefa7d0cb37996a53c",
     },
 }
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.parametrize("name", list(PINNED))
-def test_demo_sets_are_byte_identical_to_the_pinned_checksums(demo_set, name):
-    out = demo_set(name)
-    got = {f: hashlib.sha256((out / f).read_bytes()).hexdigest() for f in PINNED[name]}
-    assert got == PINNED[name]
+def test_demo_sets_are_byte_identical_to_the_pinned_checksums(synthetic_set, name):
+    out = synthetic_set(name)
+    assert {f: _sha256((out / f).read_bytes()) for f in PINNED[name]} == PINNED[name]
+
+
+@pytest.mark.parametrize("name", list(BEFORE_VAL))
+def test_the_validation_split_changed_no_earlier_image_name_or_row(synthetic_set, name):
+    out, n = synthetic_set(name), BEFORE_VAL[name]["n"]
+    ds = load_prepared(out)
+    assert (ds.index["pool"][n:] == "val").all() and (ds.index["pool"][:n] != "val").all()
+    n_masks = int((ds.index["mask"][:n] >= 0).sum())
+    val_masks = ds.index["mask"][n:]
+    assert ((val_masks == -1) | (val_masks >= n_masks)).all()  # the val masks come after the others
+    index_lines = (out / "index.csv").read_text().splitlines(keepends=True)[: n + 1]  # header + n rows
+    got = {
+        "n": n,
+        "images": _sha256(ds.images[:n].tobytes()),
+        "masks": _sha256(ds.masks[:n_masks].tobytes()),
+        "index.csv": _sha256("".join(index_lines).encode()),
+        "split.json": _sha256(json.dumps({k: v for k, v in ds.split.items() if k != "val"}).encode()),
+    }
+    assert got == BEFORE_VAL[name]
 
 
 def test_rsna_small_loads_with_the_split_counts(rsna_small):
@@ -220,6 +251,8 @@ def test_rsna_small_loads_with_the_split_counts(rsna_small):
         "unlabeled_abnormal": c["unlabeled/1"],
         "test_normal": c["test/0"],
         "test_abnormal": c["test/1"],
+        "val_normal": c["val/0"],
+        "val_abnormal": c["val/1"],
     }
     assert len(ds.pool("test", 1)) == c["test/1"] and len(ds.pool("unlabeled", 0)) == c["unlabeled/0"]
     # names do not give away the label; one file per image
@@ -260,7 +293,7 @@ def test_lag_is_byte_identical_for_a_seed_through_the_cli(tmp_path):
     # the kept Med-AD folder: images, split file, masks and pixel boxes of the abnormal images only
     raw = tmp_path / "raw"
     split = json.loads((raw / "data.json").read_text())
-    abnormal = split["train"]["unlabeled"]["1"] + split["test"]["1"]
+    abnormal = split["train"]["unlabeled"]["1"] + split["test"]["1"] + split["val"]["1"]
     assert len(list((raw / "images").glob("*.png"))) == sum(split_counts("synth-lag", "small").values())
     assert sorted(p.name for p in (raw / "masks").glob("*.png")) == sorted(abnormal)
     boxes = pd.read_csv(raw / "boxes.csv")
@@ -282,6 +315,10 @@ def test_keep_raw_refuses_a_foreign_folder(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_groups_match_the_split_order():
-    # split_entries order: the canonical pools of the prepared format
-    assert GROUPS == ("train/0", "unlabeled/0", "unlabeled/1", "test/0", "test/1")
+def test_groups_match_the_split_order(rsna_small):
+    # a group's index seeds its subjects: the Table 1 groups keep theirs, the validation split comes last
+    assert GROUPS == ("train/0", "unlabeled/0", "unlabeled/1", "test/0", "test/1", "val/0", "val/1")
+    # and the prepared rows follow split_entries, group after group in this order
+    c = split_counts("synth-rsna", "small")
+    pools = [g.split("/")[0] for g in GROUPS for _ in range(c[g])]
+    assert list(rsna_small.index["pool"]) == pools

@@ -16,7 +16,7 @@ from PIL import Image
 
 from sagan.config import DataConfig, parse_anomaly_ratio
 from sagan.data.prepared import PreparedDataset, load_prepared
-from sagan.data.splits import build_unlabeled_set
+from sagan.data.splits import build_unlabeled_set, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,14 @@ class TrainingData:
     test_labels: np.ndarray
     test_names: list[str]
     test_rows: np.ndarray  # rows of the test images in the prepared index
+    # labelled validation split, for learning curves without test labels: None unless asked for
+    # (need_val) and present (synthetic sets; real datasets have none)
+    val: torch.Tensor | None = None  # (Nv, H, W) uint8, normals first
+    val_labels: np.ndarray | None = None  # (Nv,) 0 normal / 1 abnormal
 
 
 def load_training_data(
-    root: str, cfg: DataConfig, device: torch.device, need_train: bool = True
+    root: str, cfg: DataConfig, device: torch.device, need_train: bool = True, need_val: bool = False
 ) -> TrainingData:
     ds = load_prepared(root)
     images = resize_images(ds.images, cfg.image_size)
@@ -60,6 +64,7 @@ def load_training_data(
     test_rows = ds.rows(test_names)
     normal = rows_to_device(ds.rows(split["train"]["0"])) if need_train else torch.empty(0)
     unlabeled = rows_to_device(ds.rows(unl["names"])) if need_train and unl["names"] else None
+    val = validation_split(split) if need_val else None
     return TrainingData(
         dataset=ds,
         normal=normal,
@@ -69,6 +74,8 @@ def load_training_data(
         test_labels=np.array([0] * len(split["test"]["0"]) + [1] * len(split["test"]["1"])),
         test_names=test_names,
         test_rows=test_rows,
+        val=rows_to_device(ds.rows(val[0])) if val else None,
+        val_labels=np.array(val[1]) if val else None,
     )
 
 

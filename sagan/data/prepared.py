@@ -3,7 +3,7 @@
 A prepared dataset is a folder:
     images.npy   uint8 array (N, H, W), every image of the split file, decoded once
     index.csv    one row per image, row i <-> images[i]:
-                 name, label (0 normal / 1 abnormal), pool (train | unlabeled | test),
+                 name, label (0 normal / 1 abnormal), pool (train | unlabeled | test | val),
                  boxes (JSON list of [x0, y0, x1, y1] as fractions of width/height; "[]" if none
                  or unknown), mask (row in masks.npy, -1 if none)
     masks.npy    optional uint8 array (M, H, W) of ground-truth anomaly masks (synthetic data)
@@ -27,13 +27,15 @@ import pandas as pd
 from sagan.errors import DatasetError
 
 FORMAT_VERSION = 1
-POOLS = ("train", "unlabeled", "test")
+POOLS = ("train", "unlabeled", "test", "val")  # val: the labelled validation split (synthetic sets only)
 INDEX_COLUMNS = ["name", "label", "pool", "boxes", "mask"]
 
 
 def split_entries(split: dict) -> list[tuple[str, int, str]]:
     """(name, label, pool) for every image of a Med-AD split file, in the canonical order:
-    train/0, unlabeled/0, unlabeled/1, test/0, test/1 (file order within each list)."""
+    train/0, unlabeled/0, unlabeled/1, test/0, test/1, then val/0, val/1 where the file has a
+    labelled validation split {"val": {"0": [...], "1": [...]}} (the synthetic sets; real ones have
+    none), file order within each list."""
     try:
         groups = [
             (split["train"]["0"], 0, "train"),
@@ -42,10 +44,13 @@ def split_entries(split: dict) -> list[tuple[str, int, str]]:
             (split["test"]["0"], 0, "test"),
             (split["test"]["1"], 1, "test"),
         ]
+        if "val" in split:
+            groups += [(split["val"]["0"], 0, "val"), (split["val"]["1"], 1, "val")]
     except (KeyError, TypeError) as err:
         raise DatasetError(
             f"split file lacks {err}; expected the Med-AD structure "
             '{"train": {"0": [...], "unlabeled": {"0": [...], "1": [...]}}, "test": {"0": [...], "1": [...]}}'
+            ' (and optionally "val": {"0": [...], "1": [...]})'
         ) from None
     out = [(name, label, pool) for names, label, pool in groups for name in names]
     seen: set[str] = set()

@@ -24,10 +24,11 @@ def published_split(dataset: str) -> dict:
 
 
 def table1_counts(split: dict) -> dict[str, int]:
-    """The Table 1 row of a split: T_n, T_u (= U at the default construction) and its pools, T_test."""
+    """The Table 1 row of a split: T_n, T_u (= U at the default construction) and its pools, T_test;
+    and the validation split's counts (val_normal, val_abnormal) where the split has one."""
     split_entries(split)  # validates structure and disjointness
     unl = split["train"]["unlabeled"]
-    return {
+    counts = {
         "train_normal": len(split["train"]["0"]),
         "unlabeled_total": len(split["train"]["0"]),  # U = number of labelled normals
         "unlabeled_normal": len(unl["0"]),
@@ -35,6 +36,18 @@ def table1_counts(split: dict) -> dict[str, int]:
         "test_normal": len(split["test"]["0"]),
         "test_abnormal": len(split["test"]["1"]),
     }
+    if "val" in split:  # not a Table 1 column
+        counts |= {"val_normal": len(split["val"]["0"]), "val_abnormal": len(split["val"]["1"])}
+    return counts
+
+
+def validation_split(split: dict) -> tuple[list[str], list[int]] | None:
+    """Names and labels (0 normal, 1 abnormal) of the labelled validation split, normals first;
+    None for a split without one (the real datasets)."""
+    if "val" not in split:
+        return None
+    normal, abnormal = list(split["val"]["0"]), list(split["val"]["1"])
+    return normal + abnormal, [0] * len(normal) + [1] * len(abnormal)
 
 
 def build_unlabeled_set(split: dict, ar: float | None, on_small_pool: str = "error") -> dict:

@@ -21,6 +21,9 @@ The generator writes a folder in the Med-AD layout (images/*.png, data.json, box
 and hands it to the real ingest (`prepare_dataset("medad", ...)`), so the synthetic path runs the same
 code as the real data. Each subject draws from its own generator, seeded by (seed, dataset, split
 group, index in the group): the k-th image of a group is the same at every size.
+Besides the groups of the paper's Table 1, each set has a labelled validation split (VAL_COUNT
+normal and VAL_COUNT abnormal subjects from their own seeds, data.json["val"]), for learning curves
+that never look at the test labels.
 
 Modules: `specs` (the sets, their counts and seeds), `draw` (drawing primitives), `chest` and
 `fundus` (the phantoms), `subject` (one subject, its mask and boxes), `build` (the Med-AD folder,
@@ -34,6 +37,9 @@ from sagan.data.synthetic.specs import (
     GROUPS,
     RENDER_SIZE,
     SIZES,
+    TABLE1_GROUPS,
+    VAL_COUNT,
+    VAL_GROUPS,
     SynthDataset,
     split_counts,
     subject_rng,
@@ -46,6 +52,9 @@ __all__ = [
     "GROUP_LABEL",
     "RENDER_SIZE",
     "SIZES",
+    "TABLE1_GROUPS",
+    "VAL_COUNT",
+    "VAL_GROUPS",
     "Subject",
     "SynthDataset",
     "cli_synth",

@@ -23,6 +23,8 @@ from sagan.data.synthetic.specs import (
     GROUP_LABEL,
     GROUPS,
     RENDER_SIZE,
+    TABLE1_GROUPS,
+    VAL_GROUPS,
     SynthDataset,
     dataset_spec,
     split_counts,
@@ -33,14 +35,21 @@ from sagan.errors import DatasetError
 
 def _names(spec: SynthDataset, seed: int, counts: dict[str, int]) -> dict[str, list[str]]:
     """File names per group: numbers drawn by a seeded permutation, so neither the name nor the
-    file order gives away the label; each list keeps subject order (its first k are stable)."""
-    total = sum(counts.values())
-    numbers = np.random.default_rng([seed, spec.code, 99]).permutation(total) + 1
+    file order gives away the label; each list keeps subject order (its first k are stable).
+
+    The Table 1 groups share one permutation of 1..N; the validation groups get their own of the
+    numbers after N, so that adding them renamed no existing image."""
     stem = spec.name.replace("-", "_")
-    out, at = {}, 0
-    for g in GROUPS:
-        out[g] = [f"{stem}_{int(n):05d}.png" for n in numbers[at : at + counts[g]]]
-        at += counts[g]
+    out: dict[str, list[str]] = {}
+    first = 1
+    for groups, entropy in ((TABLE1_GROUPS, [seed, spec.code, 99]), (VAL_GROUPS, [seed, spec.code, 99, 1])):
+        total = sum(counts[g] for g in groups)
+        numbers = np.random.default_rng(entropy).permutation(total) + first
+        at = 0
+        for g in groups:
+            out[g] = [f"{stem}_{int(n):05d}.png" for n in numbers[at : at + counts[g]]]
+            at += counts[g]
+        first += total
     return out
 
 
@@ -116,6 +125,7 @@ def write_medad_folder(
     split = {
         "train": {"0": names["train/0"], "unlabeled": {"0": names["unlabeled/0"], "1": names["unlabeled/1"]}},
         "test": {"0": names["test/0"], "1": names["test/1"]},
+        "val": {"0": names["val/0"], "1": names["val/1"]},  # read by the ingest when present
     }
     (out / "data.json").write_text(json.dumps(split, indent=1))
     (out / "boxes.csv").write_text(

@@ -28,7 +28,7 @@ class Subject:
 
 
 def render_subject(name: str, seed: int, group: str, index: int) -> Subject:
-    """The `index`-th subject of a split group (train/0, unlabeled/0, unlabeled/1, test/0, test/1)."""
+    """The `index`-th subject of a split group (one of GROUPS: train/0, ..., test/1, val/0, val/1)."""
     with one_blas_thread():
         return draw_subject(name, seed, group, index)
 
