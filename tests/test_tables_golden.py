@@ -1,0 +1,52 @@
+"""The rendered tables of two fixed fake experiments, byte for byte (tests/golden/tables/).
+
+A deliberate change of the tables' content or layout regenerates the files and shows up in review as a
+diff of the golden files:
+    PYTHONPATH=$PWD python -m tests.test_tables_golden --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagan.report.tables import build_tables, metrics_summary, render_all
+from tests.run_fakes import make_experiment
+
+GOLDEN = Path(__file__).parent / "golden" / "tables"
+# name -> make_experiment arguments: the full run matrix, test-oracle selection, and one seed with
+# Tables 3 and 4 empty
+EXPERIMENTS = {
+    "full": {},
+    "oracle": {"datasets": ("vindr", "rsna"), "seeds": (0, 1), "selection": "test-oracle"},
+    "small": {"datasets": ("synth-rsna",), "seeds": (0,), "table3": None, "table4": None},
+}
+
+
+def rendered(root: Path, name: str) -> dict[str, str]:
+    tables = build_tables(make_experiment(root / name, **EXPERIMENTS[name]))
+    files = render_all(tables)
+    files["metrics.json"] = json.dumps(metrics_summary(tables), indent=2, sort_keys=True) + "\n"
+    return files
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_rendered_tables_match_the_golden_files(name, tmp_path):
+    files = rendered(tmp_path, name)
+    assert sorted(files) == sorted(p.name for p in (GOLDEN / name).iterdir())
+    for fname, text in files.items():
+        assert text == (GOLDEN / name / fname).read_text(), f"{name}/{fname} differs from the golden file"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in EXPERIMENTS:
+            (GOLDEN / name).mkdir(parents=True, exist_ok=True)
+            for fname, text in rendered(Path(tmp), name).items():
+                (GOLDEN / name / fname).write_text(text)
+                print(f"wrote {GOLDEN / name / fname}")
