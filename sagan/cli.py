@@ -21,8 +21,8 @@ HANDLERS = {
     "evaluate": "sagan.evaluate:cli_evaluate",
     "methods": "sagan.methods:cli_methods",
     "tables": "sagan.report.tables:cli_tables",
-    "check-tables": "sagan.report.tables:cli_check_tables",
-    "compare-paper": "sagan.report.tables:cli_compare_paper",
+    "check-tables": "sagan.report.checks:cli_check_tables",
+    "compare-paper": "sagan.report.checks:cli_compare_paper",
     "figures": "sagan.report.figures:cli_figures",
     "check-sources": "sagan.data.download:cli_check_sources",
 }

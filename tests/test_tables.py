@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from sagan.cli import main
-from sagan.report.tables import TABLE_COLUMNS, build_tables, paper_values, ranks, render_all
+from sagan.report.markup import ranks
+from sagan.report.tables import TABLE_COLUMNS, build_tables, paper_values, render_all
 from tests.run_fakes import make_experiment, make_run
 
 

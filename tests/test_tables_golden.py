@@ -17,17 +17,29 @@ from sagan.report.tables import build_tables, metrics_summary, render_all
 from tests.run_fakes import make_experiment
 
 GOLDEN = Path(__file__).parent / "golden" / "tables"
-# name -> make_experiment arguments: the full run matrix, test-oracle selection, and one seed with
-# Tables 3 and 4 empty
+# name -> make_experiment calls into one folder: the full run matrix, test-oracle selection, ablations
+# and anomaly ratios on two datasets (Tables 3 and 4 gain a Dataset column), and one seed with Tables
+# 3 and 4 empty
 EXPERIMENTS = {
-    "full": {},
-    "oracle": {"datasets": ("vindr", "rsna"), "seeds": (0, 1), "selection": "test-oracle"},
-    "small": {"datasets": ("synth-rsna",), "seeds": (0,), "table3": None, "table4": None},
+    "full": [{}],
+    "oracle": [{"datasets": ("vindr", "rsna"), "seeds": (0, 1), "selection": "test-oracle"}],
+    "two_datasets": [
+        {
+            "datasets": ("synth-vindr", "synth-rsna"),
+            "seeds": (0, 1),
+            "table3": "synth-vindr",
+            "table4": "synth-rsna",
+        },
+        {"datasets": ("synth-rsna",), "seeds": (0, 1), "table3": "synth-rsna", "table4": "synth-vindr"},
+    ],
+    "small": [{"datasets": ("synth-rsna",), "seeds": (0,), "table3": None, "table4": None}],
 }
 
 
 def rendered(root: Path, name: str) -> dict[str, str]:
-    tables = build_tables(make_experiment(root / name, **EXPERIMENTS[name]))
+    for kwargs in EXPERIMENTS[name]:
+        make_experiment(root / name, **kwargs)
+    tables = build_tables(root / name)
     files = render_all(tables)
     files["metrics.json"] = json.dumps(metrics_summary(tables), indent=2, sort_keys=True) + "\n"
     return files
