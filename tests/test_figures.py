@@ -1,14 +1,20 @@
-"""Figures from fake run folders: the expected files, readable images, boxes drawn, determinism."""
+"""Figures from fake run folders: the expected files, what is drawn (read back from the matplotlib
+objects: box and outline positions and colours, plotted loss curves), determinism."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.contour import ContourSet
+from matplotlib.patches import Rectangle
 from PIL import Image
 
 from sagan.cli import main
-from sagan.report.figures import write_figures
+from sagan.report.figures import draw_heatmaps, draw_training, pick_heatmap_run, write_figures
+from sagan.report.runs import load_runs
 from tests.run_fakes import make_experiment
 
 
@@ -32,17 +38,61 @@ def test_expected_files(figures):
             f"training_{d}.png",
         ]
     assert names == sorted(expected)
+
+
+def test_files_are_readable_images_large_enough_to_read(figures):
     for png in figures.glob("*.png"):
         with Image.open(png) as im:
-            assert im.width >= 600 and im.height >= 300  # large enough to read
+            assert im.width >= 600 and im.height >= 300
     for pdf in figures.glob("*.pdf"):
         assert pdf.read_bytes().startswith(b"%PDF")
 
 
-def test_heatmaps_draw_ground_truth_in_green_and_red(figures):
+def heatmap_figure(root):
+    run = pick_heatmap_run(load_runs(root), "synth-rsna")
+    return run, draw_heatmaps(run)
+
+
+def test_heatmaps_draw_boxes_in_green_on_the_original_and_red_on_the_map(figures):
+    run, fig = heatmap_figure(figures.parent)
+    z = np.load(f"{run['run']}/maps.npz")
+    axes = np.array(fig.axes[: len(fig.axes) - 4]).reshape(-1, 3)  # the last 4 axes are colour bars
+    shown = [0, 4, 5, 6]  # one normal and three abnormal images (HEATMAP_ROWS)
+    for row, i in enumerate(shown):
+        rows, cols = np.nonzero(z["masks"][i])
+        for col, colour in ((0, "lime"), (1, None), (2, "red")):
+            rects = [p for p in axes[row, col].patches if isinstance(p, Rectangle)]
+            if colour is None or not z["labels"][i]:
+                assert rects == []
+                continue
+            (rect,) = rects
+            assert to_hex(rect.get_edgecolor()) == to_hex(colour)
+            # the drawn box runs along the outer pixel edges of the recorded box
+            left, top = rect.get_x(), rect.get_y()
+            right, bottom = left + rect.get_width(), top + rect.get_height()
+            assert (left, right) == (cols.min() - 0.5, cols.max() + 0.5)
+            assert (top, bottom) == (rows.min() - 0.5, rows.max() + 0.5)
+    plt.close(fig)
+
+
+def test_heatmaps_outline_masks_in_green_on_the_original_and_red_on_the_map(figures):
+    _, fig = heatmap_figure(figures.parent)
+    axes = np.array(fig.axes[: len(fig.axes) - 4]).reshape(-1, 3)
+    for row in range(4):
+        for col, colour in ((0, "lime"), (1, None), (2, "red")):
+            outlines = [c for c in axes[row, col].collections if isinstance(c, ContourSet)]
+            if colour is None or row == 0:  # no outline on the restored image or on a normal image
+                assert outlines == []
+                continue
+            (outline,) = outlines
+            assert {to_hex(c) for c in outline.get_edgecolor()} == {to_hex(colour)}
+    plt.close(fig)
+
+
+def test_heatmap_png_shows_the_green_outlines(figures):
     rgb = np.asarray(Image.open(figures / "heatmaps_synth-rsna.png").convert("RGB")).astype(int)
     green = (rgb[..., 1] > 200) & (rgb[..., 0] < 60) & (rgb[..., 2] < 60)
-    assert green.sum() > 100  # box and mask outlines on the originals
+    assert green.sum() > 100  # lime is in neither the grey nor the jet colour map
 
 
 def test_figures_are_byte_for_byte_reproducible(figures, tmp_path):
@@ -58,7 +108,33 @@ def test_no_anomaly_ratio_figure_without_table4_runs(tmp_path):
                      "roc_pr_synth-lag.pdf", "training_synth-lag.png"}  # fmt: skip
 
 
-def test_training_curves_handle_losses_logged_on_some_iterations(tmp_path):
+def training_panels(fig) -> dict[str, plt.Axes]:
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def test_training_curves_plot_the_mean_over_seeds_of_every_loss(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-lag",), seeds=(0, 1, 2), table3=None, table4=None)
+    runs = load_runs(root)
+    rng = np.random.default_rng(0)
+    for run in runs["run"]:  # seeds differ, so that the mean differs from the median, min and max
+        log = pd.read_csv(f"{run}/train_log.csv")
+        for name in ("d_loss", "gp", "g_loss"):
+            log[name] += rng.exponential(1.0, len(log))
+        log.to_csv(f"{run}/train_log.csv", index=False)
+    panels = training_panels(draw_training(runs, "synth-lag"))
+    losses = ["d_loss", "gp", "g_loss"]
+    assert sorted(panels) == sorted(f"{m}: {n}" for m in ("brainomaly", "sagan") for n in losses)
+    for method in ("brainomaly", "sagan"):
+        logs = [pd.read_csv(f"{r}/train_log.csv") for r in runs.loc[runs["method"] == method, "run"]]
+        for name in losses:
+            (line,) = panels[f"{method}: {name}"].get_lines()
+            np.testing.assert_array_equal(line.get_xdata(), logs[0]["iteration"])
+            mean = np.mean([log[name] for log in logs], axis=0)
+            np.testing.assert_allclose(line.get_ydata(), mean, rtol=1e-12)
+    plt.close("all")
+
+
+def test_training_curves_skip_iterations_where_a_loss_was_not_logged(tmp_path):
     root = make_experiment(
         tmp_path / "x", datasets=("synth-lag",), methods=("sagan",), seeds=(0,), table3=None, table4=None
     )
@@ -67,5 +143,12 @@ def test_training_curves_handle_losses_logged_on_some_iterations(tmp_path):
     log.loc[log.index % 2 == 0, "g_loss"] = np.nan  # generator steps every second iteration
     log["lr_g"] = 1e-4
     log.to_csv(log_path, index=False)
-    out = write_figures(root, tmp_path / "figs")
-    assert (tmp_path / "figs" / "training_synth-lag.png") in out
+    panels = training_panels(draw_training(load_runs(root), "synth-lag"))
+    assert sorted(panels) == ["sagan: d_loss", "sagan: g_loss", "sagan: gp"]  # learning rates are no loss
+    (line,) = panels["sagan: g_loss"].get_lines()
+    logged = log["g_loss"].notna()
+    np.testing.assert_array_equal(line.get_xdata(), log.loc[logged, "iteration"])
+    np.testing.assert_array_equal(line.get_ydata(), log.loc[logged, "g_loss"])
+    (line,) = panels["sagan: d_loss"].get_lines()
+    assert len(line.get_xdata()) == len(log)
+    plt.close("all")

@@ -82,7 +82,8 @@ def draw_boxes(ax, boxes: list, shape: tuple[int, int], color: str) -> None:
         )
 
 
-def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
+def draw_heatmaps(run: pd.Series) -> plt.Figure:
+    """Original | restored | map for a few test images of one run; ground truth in green and red."""
     z = np.load(Path(run["run"]) / "maps.npz", allow_pickle=False)
     labels = z["labels"]
     chosen = [i for lab, k in HEATMAP_ROWS.items() for i in np.flatnonzero(labels == lab)[:k]]
@@ -118,7 +119,11 @@ def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
         fontsize=11,
     )
     fig.tight_layout()
-    return save(fig, out, f"heatmaps_{run['dataset']}", pdf=True)
+    return fig
+
+
+def figure_heatmaps(run: pd.Series, out: Path) -> list[Path]:
+    return save(draw_heatmaps(run), out, f"heatmaps_{run['dataset']}", pdf=True)
 
 
 def figure_roc_pr(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
@@ -189,7 +194,8 @@ def figure_anomaly_ratio(runs: pd.DataFrame, out: Path) -> list[Path]:
     return save(fig, out, "anomaly_ratio", pdf=True)
 
 
-def figure_training(runs: pd.DataFrame, dataset: str, out: Path, ncols: int = 4) -> list[Path]:
+def draw_training(runs: pd.DataFrame, dataset: str, ncols: int = 4) -> plt.Figure:
+    """One panel per loss of every method: mean over seeds, band from min to max."""
     part = table2_runs(runs)
     part = part[part["dataset"] == dataset]
     methods = sorted(set(part["method"]))
@@ -229,7 +235,11 @@ def figure_training(runs: pd.DataFrame, dataset: str, out: Path, ncols: int = 4)
         f"{dataset_label(dataset)}: training losses, mean over seeds (band: min to max)", fontsize=11
     )
     fig.tight_layout()
-    return save(fig, out, f"training_{dataset}", pdf=False)
+    return fig
+
+
+def figure_training(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
+    return save(draw_training(runs, dataset), out, f"training_{dataset}", pdf=False)
 
 
 def write_figures(results: str | Path, out: str | Path) -> list[Path]:
