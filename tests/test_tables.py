@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sagan import stats
 from sagan.cli import main
 from sagan.report.markup import ranks
 from sagan.report.tables import TABLE_COLUMNS, build_tables, paper_values, render_all
@@ -53,6 +54,63 @@ def test_table2_values_are_percent_means_and_sample_stds_over_seeds(experiment):
     assert set(t2["selection"]) == {"last"}
     # the ablation variants and other anomaly ratios do not leak into Table 2
     assert set(t2["method"]) == {"brainomaly", "sagan"}
+
+
+def run_scores(folder) -> tuple[np.ndarray, np.ndarray]:
+    frames = [pd.read_csv(p / "scores.csv") for p in sorted(folder.iterdir())]  # seed0, seed1, seed2
+    return np.stack([f["score"] for f in frames]), frames[0]["label"].to_numpy()
+
+
+def test_table2_interval_is_the_two_way_bootstrap_of_the_runs_scores(experiment):
+    t2 = read(experiment, "table2.csv")
+    row = t2[(t2["method"] == "brainomaly") & (t2["dataset"] == "rsna")].iloc[0]
+    ci = stats.row_interval(*run_scores(experiment / "runs/rsna/brainomaly/ar0.6/default"))
+    assert (row["ap_low"], row["ap_high"]) == tuple(f"{100 * v:.2f}" for v in ci["ap"])
+    assert (row["auc_low"], row["auc_high"]) == tuple(f"{100 * v:.2f}" for v in ci["auc"])
+    assert float(row["auc_low"]) < float(row["auc_mean"]) < float(row["auc_high"])
+    md = (experiment / "tables" / "table2.md").read_text()
+    assert f"{row['auc_mean']} ± {row['auc_std']} [{row['auc_low']}, {row['auc_high']}]" in md
+
+
+def test_table3_p_values_compare_each_variant_with_the_best_after_holm(experiment):
+    t3 = read(experiment, "table3.csv")
+    folders = {"Baseline (Brainomaly)": "brainomaly/ar0.6/default", "SAGAN w/o ACM, ARRM": "sagan/ar0.6/acm0-arrm0",
+               "+ACM": "sagan/ar0.6/acm1-arrm0", "+ARRM": "sagan/ar0.6/acm0-arrm1",
+               "+ACM and ARRM": "sagan/ar0.6/default"}  # fmt: skip
+    scores = {v: run_scores(experiment / "runs/vindr" / f)[0] for v, f in folders.items()}
+    labels = run_scores(experiment / "runs/vindr/sagan/ar0.6/default")[1]
+    expected = stats.compare_to_best(scores, labels)
+    for metric in ("ap", "auc"):
+        for variant, p in zip(t3["variant"], t3[f"{metric}_p"]):
+            holm = expected[metric][variant].p_holm
+            assert p == ("" if np.isnan(holm) else f"{holm:.4f}")
+        best = t3["variant"][t3[f"{metric}_mean"].astype(float).idxmax()]
+        assert t3.loc[t3["variant"] == best, f"{metric}_p"].item() == ""  # the best row has no p
+    assert (t3["auc_p"] != "").sum() == 4 and any(p != "" and float(p) < 0.05 for p in t3["auc_p"])
+
+
+def test_dagger_marks_exactly_the_significant_cells(experiment):
+    t3 = read(experiment, "table3.csv")
+    md = (experiment / "tables" / "table3.md").read_text()
+    tex = (experiment / "tables" / "table3.tex").read_text()
+    lines = {
+        r.variant: next(line for line in md.splitlines() if line.startswith(f"| {r.variant} |"))
+        for r in t3.itertuples()
+    }
+    for r in t3.itertuples():
+        cells = lines[r.variant].split(" | ")[1:3]  # AP, AUC
+        for cell, p in zip(cells, (r.ap_p, r.auc_p)):
+            assert cell.rstrip("*").endswith("†") == (p != "" and float(p) < 0.05), (r.variant, cell, p)
+    assert tex.count(r"$^\dagger$") == md.count("†")
+
+
+def test_missing_scores_of_a_run_name_the_file(tmp_path, capsys):
+    root = make_experiment(tmp_path / "x", datasets=("rsna",), seeds=(0, 1), table3=None, table4=None)
+    scores = root / "runs/rsna/sagan/ar0.6/default/seed1/scores.csv"
+    scores.unlink()
+    assert main(["tables", "--results", str(root), "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert str(scores) in err and "sagan evaluate" in err
 
 
 def test_table3_rows_paper_values_and_position_code(experiment):
@@ -160,6 +218,13 @@ def test_compare_paper_within_and_beyond_tolerance(experiment, tmp_path, capsys)
     assert main(["compare-paper", str(t3), "--tolerance", "100"]) == 0
     out = capsys.readouterr().out
     assert "+ARRM" in out and "87.57" in out
+    # each paper value against our 95% interval, from the table's own columns
+    table = read(experiment, "table3.csv")
+    row = table[table["variant"] == "+ARRM"].iloc[0]
+    inside = float(row["ap_low"]) <= 87.57 <= float(row["ap_high"])
+    line = next(line for line in out.splitlines() if line.startswith("vindr +ARRM") and " AP " in line)
+    assert f"[{row['ap_low']}, {row['ap_high']}]" in line and line.split()[-1] == ("yes" if inside else "no")
+    assert "paper value(s) lie inside our 95% interval" in out
     assert main(["compare-paper", str(t3), "--tolerance", "0.001"]) == 1
     assert "BEYOND TOLERANCE" in capsys.readouterr().out
     # Table 2: absolute VinDr values and SAGAN's stated gains on RSNA and LAG over Brainomaly

@@ -37,16 +37,22 @@ def cli_check_tables(args) -> int:
     return 0
 
 
-def compare_rows(table: pd.DataFrame, kind: str, paper: dict) -> list[tuple[str, str, float, float]]:
-    """(what, metric, ours, paper) for every cell the paper states, including SAGAN's gains."""
-    out = []
+Cell = tuple[str, str, float, float, tuple[float, float] | None]
+
+
+def compare_rows(table: pd.DataFrame, kind: str, paper: dict) -> list[Cell]:
+    """(what, metric, ours, paper, our 95% interval or None) for every value the paper states,
+    including SAGAN's stated gains (no interval: a gain is a difference of two rows)."""
+    out: list[Cell] = []
     label_cols = ["dataset", "method"] if kind == "table2" else ["dataset", "variant"]
     for r in table.itertuples():
         what = " ".join(str(getattr(r, c)) for c in label_cols)
         for metric in ("ap", "auc"):
             ours, ref = getattr(r, f"{metric}_mean"), getattr(r, f"paper_{metric}")
+            ends = [float(getattr(r, f"{metric}_{end}", math.nan)) for end in ("low", "high")]
+            interval = None if any(math.isnan(v) for v in ends) else (ends[0], ends[1])
             if not (math.isnan(float(ref)) or math.isnan(float(ours))):
-                out.append((what, metric.upper(), float(ours), float(ref)))
+                out.append((what, metric.upper(), float(ours), float(ref), interval))
     if kind == "table2":
         means = {(r.dataset, r.method): r for r in table.itertuples() if not math.isnan(r.ap_mean)}
         for dataset, gains in paper.get("table2", {}).get("gains_of_sagan_over", {}).items():
@@ -55,19 +61,14 @@ def compare_rows(table: pd.DataFrame, kind: str, paper: dict) -> list[tuple[str,
                     ours_row, other_row = means[(dataset, "sagan")], means[(dataset, other)]
                     for metric in ("ap", "auc"):
                         gain = getattr(ours_row, f"{metric}_mean") - getattr(other_row, f"{metric}_mean")
-                        out.append(
-                            (
-                                f"{dataset} gain of sagan over {other}",
-                                metric.upper(),
-                                gain,
-                                float(ref[metric]),
-                            )
-                        )
+                        what = f"{dataset} gain of sagan over {other}"
+                        out.append((what, metric.upper(), gain, float(ref[metric]), None))
     return out
 
 
 def cli_compare_paper(args) -> int:
-    """`sagan compare-paper TABLE.csv --tolerance PP`: differences to the paper; exit 1 beyond tolerance."""
+    """`sagan compare-paper TABLE.csv --tolerance PP`: differences to the paper, and whether each paper
+    value lies inside our 95% interval; exit 1 where a difference is beyond the tolerance."""
     path = Path(args.table)
     if not path.is_file():
         raise DatasetError(
@@ -88,15 +89,24 @@ def cli_compare_paper(args) -> int:
             f"{path}: no row has a value stated in the paper (the paper's datasets are rsna, vindr, lag); nothing to compare"
         )
         return 0
-    beyond = 0
-    print(f"{'row':45s} {'metric':6s} {'ours':>8s} {'paper':>8s} {'diff':>8s}")
-    for what, metric, ours, ref in cells:
+    beyond = inside = with_interval = 0
+    print(
+        f"{'row':45s} {'metric':6s} {'ours':>8s} {'paper':>8s} {'diff':>8s}  {'our 95% interval':18s} paper inside"
+    )
+    for what, metric, ours, ref, interval in cells:
         diff = ours - ref
         flag = abs(diff) > args.tolerance
         beyond += flag
+        if interval is None:
+            shown, verdict = "–", "–"
+        else:
+            holds = interval[0] <= ref <= interval[1]
+            inside, with_interval = inside + holds, with_interval + 1
+            shown, verdict = f"[{interval[0]:.2f}, {interval[1]:.2f}]", "yes" if holds else "no"
         print(
-            f"{what:45s} {metric:6s} {ours:8.2f} {ref:8.2f} {diff:+8.2f}"
+            f"{what:45s} {metric:6s} {ours:8.2f} {ref:8.2f} {diff:+8.2f}  {shown:18s} {verdict:6s}"
             + ("  BEYOND TOLERANCE" if flag else "")
         )
+    print(f"{inside} of {with_interval} paper value(s) lie inside our 95% interval")
     print(f"{beyond} of {len(cells)} value(s) differ from the paper by more than {args.tolerance:g} points")
     return 1 if beyond else 0

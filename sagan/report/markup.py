@@ -29,16 +29,19 @@ class TableView:
     notes: list[str] = field(default_factory=list)
 
 
-def fmt(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+def fmt(value: float, digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    """CSV with every mean, std and paper value at two decimals (empty where unknown)."""
+    """CSV with percentages (means, stds, interval ends, paper values) at two decimals and p-values at
+    four (empty where unknown)."""
     out = df.copy()
     for col in out.columns:
-        if col.endswith(("_mean", "_std")) or col.startswith("paper_"):
+        if col.endswith(("_mean", "_std", "_low", "_high")) or col.startswith("paper_"):
             out[col] = [fmt(v) for v in out[col]]
+        elif col.endswith("_p"):
+            out[col] = [fmt(v, 4) for v in out[col]]
     return out.to_csv(index=False, lineterminator="\n")
 
 
@@ -56,7 +59,9 @@ def md_cell(cell: Cell) -> str:
 def tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(a, b)
-    return text.replace("±", r"$\pm$").replace("–", "--")
+    for a, b in (("±", r"$\pm$"), ("–", "--"), ("†", r"$^\dagger$"), ("<", "$<$"), ("|", "$|$")):
+        text = text.replace(a, b)  # text-mode <, | print other glyphs in LaTeX's default font encoding
+    return text
 
 
 def tex_cell(cell: Cell) -> str:

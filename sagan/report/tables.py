@@ -35,17 +35,20 @@ from sagan.report.runs import (
     table3_datasets,
     table4_datasets,
 )
+from sagan.report.uncertainty import INTERVAL_COLUMNS, P_COLUMNS, add_p_columns, interval_columns, significant
 
 log = logging.getLogger(__name__)
 
+STATS_COLUMNS = [*INTERVAL_COLUMNS, *P_COLUMNS]  # sagan/report/uncertainty.py
 TABLE_COLUMNS = {
     "table1": ["dataset", "train_normal", "unlabeled_total", "unlabeled_normal", "unlabeled_abnormal",
                "test_normal", "test_abnormal"],
-    "table2": ["group", "method", "dataset", "ap_mean", "ap_std", "auc_mean", "auc_std", "n_seeds",
-               "paper_ap", "paper_auc", "selection"],
-    "table3": ["variant", "ap_mean", "ap_std", "auc_mean", "auc_std", "n_seeds", "paper_ap", "paper_auc",
-               "dataset", "position_code", "selection"],
-    "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", "n_seeds", "dataset", "selection"],
+    "table2": ["group", "method", "dataset", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS,
+               "n_seeds", "paper_ap", "paper_auc", "selection"],
+    "table3": ["variant", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "paper_ap",
+               "paper_auc", "dataset", "position_code", "selection"],
+    "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "dataset",
+               "selection"],
 }  # fmt: skip
 
 # Table 3 rows: (key in paper_values.yaml, label, method, use_acm, use_arrm); None = no such option.
@@ -70,9 +73,9 @@ def paper_values() -> dict:
 
 # --- aggregation ------------------------------------------------------------------------------
 def summarise(runs: pd.DataFrame) -> dict:
-    """Mean and sample std (percent) of AP and AUC over the given runs' seeds."""
+    """Mean, sample std and 95% interval (percent) of AP and AUC over the given runs' seeds."""
     n = int(runs["seed"].nunique()) if len(runs) else 0
-    out: dict = {"n_seeds": n}
+    out: dict = {"n_seeds": n, **interval_columns(runs)}
     for metric in ("ap", "auc"):
         values = runs[metric].astype(float) * 100.0
         out[f"{metric}_mean"] = float(values.mean()) if n else math.nan
@@ -98,13 +101,15 @@ def build_table1(results: Path) -> pd.DataFrame:
 def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     sel = table2_runs(runs)
     known = paper.get("table2", {}).get("values", {})
-    rows = []
+    rows, parts = [], []
     for (group, method, dataset), part in sel.groupby(["group", "method", "dataset"]):
         ref = known.get(dataset, {}).get(method, {})
         rows.append(
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
              "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan)}
         )  # fmt: skip
+        parts.append(part)
+    add_p_columns(rows, parts, ["group", "dataset"])  # the rows ranked together
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS["table2"])
 
     def key(i: int) -> tuple:
@@ -117,7 +122,7 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
 def build_table3(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     ref = paper.get("table3", {})
-    rows = []
+    rows, parts = [], []
     at_main = runs[runs["ar"] == MAIN_AR]
     for dataset in table3_datasets(runs):
         on = at_main[at_main["dataset"] == dataset]
@@ -136,15 +141,19 @@ def build_table3(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
                  "paper_auc": values.get("auc", math.nan), "dataset": dataset,
                  "position_code": ",".join(codes) if acm else ""}
             )  # fmt: skip
+            parts.append(part)
+    add_p_columns(rows, parts, ["dataset"])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS["table3"])
 
 
 def build_table4(runs: pd.DataFrame) -> pd.DataFrame:
-    rows = []
+    rows, parts = [], []
     for dataset in table4_datasets(runs):
-        part = runs[(runs["method"] == "sagan") & is_default(runs) & (runs["dataset"] == dataset)]
-        for ar in sorted(set(part["ar"]), key=ar_sort_key):
-            rows.append({"ar": ar, **summarise(part[part["ar"] == ar]), "dataset": dataset})
+        on = runs[(runs["method"] == "sagan") & is_default(runs) & (runs["dataset"] == dataset)]
+        for ar in sorted(set(on["ar"]), key=ar_sort_key):
+            rows.append({"ar": ar, **summarise(on[on["ar"] == ar]), "dataset": dataset})
+            parts.append(on[on["ar"] == ar])
+    add_p_columns(rows, parts, ["dataset"])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS["table4"])
 
 
@@ -171,10 +180,21 @@ def selection_note(df: pd.DataFrame) -> list[str]:
     return ["Model selection: last checkpoint (no test labels used)."] if values else []
 
 
-def metric_cell(mean: float, std: float, rank: int) -> Cell:
+STATS_NOTE = (
+    "[low, high]: 95% interval of the mean over test images and seeds (two-way bootstrap, 2000 resamples). "
+    "†: below the best of its group at p < 0.05, Holm-corrected over the group (AUC: DeLong's test; "
+    "AP: paired bootstrap), on the same test images."
+)
+
+
+def metric_cell(row: pd.Series, metric: str, rank: int) -> Cell:
+    """'mean ± std [low, high]', with † where the row is significantly below its group's best."""
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if math.isnan(mean):
         return Cell("–")
-    return Cell(f"{mean:.2f}" + (f" ± {std:.2f}" if not math.isnan(std) else ""), rank)
+    text = f"{mean:.2f}" + (f" ± {std:.2f}" if not math.isnan(std) else "")
+    text += f" [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
+    return Cell(text + ("†" if significant(row[f"{metric}_p"]) else ""), rank)
 
 
 def ranked_cells(df: pd.DataFrame, groups: list[str]) -> dict[tuple[int, str], Cell]:
@@ -185,9 +205,7 @@ def ranked_cells(df: pd.DataFrame, groups: list[str]) -> dict[tuple[int, str], C
         for metric in ("ap", "auc"):
             means = [float(v) for v in part[f"{metric}_mean"]]
             for idx, r in zip(part.index, ranks(means)):
-                cells[(idx, metric)] = metric_cell(
-                    df.at[idx, f"{metric}_mean"], df.at[idx, f"{metric}_std"], r
-                )
+                cells[(idx, metric)] = metric_cell(df.loc[idx], metric, r)
     return cells
 
 
@@ -252,7 +270,7 @@ def view_table2(df: pd.DataFrame) -> TableView:
         header,
         rows,
         ["Best in each group and dataset in bold, second underlined. (paper) = value stated in the paper.",
-         *selection_note(df)],
+         STATS_NOTE, *selection_note(df)],
     )  # fmt: skip
 
 
@@ -275,7 +293,7 @@ def view_table3(df: pd.DataFrame) -> TableView:
         rows,
         [f"ACM position code: {code_note}.",
          "Best in bold, second underlined. (paper) = value stated in the paper (its baseline row is Brainomaly).",
-         *selection_note(df)],
+         STATS_NOTE, *selection_note(df)],
     )  # fmt: skip
 
 
@@ -293,7 +311,11 @@ def view_table4(df: pd.DataFrame) -> TableView:
         f"Table 4. SAGAN on {datasets_on(df)} against the anomaly ratio (AR) of the unlabelled set: AP and AUC (%).",
         header,
         rows,
-        ["AR = 0_u: trained without unlabelled data. Best in bold, second underlined.", *selection_note(df)],
+        [
+            "AR = 0_u: trained without unlabelled data. Best in bold, second underlined.",
+            STATS_NOTE,
+            *selection_note(df),
+        ],
     )
 
 

@@ -144,7 +144,8 @@ CODE = {
     "splits": code_hash(["data/ingest.py", "data/prepared.py", "data/splits.py", "splits/*"]),
     "train": {m: _training_code(m) for m in REGISTERED},
     "evaluate": {m: code_hash(["evaluate.py"]) + _training_code(m) for m in REGISTERED},
-    "tables": code_hash(["config.py", "report/runs.py", "report/markup.py", "report/tables.py", "reference/*.yaml"]),
+    "tables": code_hash(["config.py", "stats.py", "report/runs.py", "report/markup.py", "report/uncertainty.py",
+                         "report/tables.py", "reference/*.yaml"]),
     "figures": code_hash(["config.py", "report/runs.py", "report/figures.py"]),
 }
 

@@ -4,6 +4,7 @@
 rule tables:
     input:
         metrics=run_files("metrics.json"),
+        scores=run_files("scores.csv"),  # the intervals and p-values of Tables 2-4
         splits=expand(f"{RESULTS}/splits/{{dataset}}.json", dataset=DATASETS),
     output:
         tables=[
