@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sagan.data.ingest import decode_mask, resize_chain  # noqa: E402
+from sagan.data.decoding import decode_mask, resize_chain  # noqa: E402
 from sagan.data.loading import resize_images  # noqa: E402
 from sagan.data.synthetic import DATASETS, render_subject  # noqa: E402
 

@@ -16,7 +16,7 @@ HANDLERS = {
     "synth": "sagan.data.synthetic:cli_synth",
     "download": "sagan.data.download:cli_download",
     "prepare": "sagan.data.ingest:cli_prepare",
-    "splits": "sagan.data.ingest:cli_splits",
+    "splits": "sagan.data.splits:cli_splits",
     "train": "sagan.trainer:cli_train",
     "evaluate": "sagan.evaluate:cli_evaluate",
     "methods": "sagan.methods:cli_methods",

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sagan.data.ingest import PREPROCESSING, prepare_dataset, resize_chain
+from sagan.data.decoding import PREPROCESSING, resize_chain
+from sagan.data.ingest import prepare_dataset
 from sagan.data.prepared import load_prepared, split_entries
 from sagan.errors import DatasetError
 from tests.fakes import (
@@ -110,7 +111,7 @@ def _decode_dicom(data: bytes) -> np.ndarray:
 
     import pydicom
 
-    from sagan.data.ingest import dicom_to_uint8
+    from sagan.data.decoding import dicom_to_uint8
 
     return dicom_to_uint8(pydicom.dcmread(io.BytesIO(data)))
 

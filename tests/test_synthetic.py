@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from sagan.cli import main
-from sagan.data.ingest import decode_mask, resize_chain
+from sagan.data.decoding import decode_mask, resize_chain
 from sagan.data.prepared import load_prepared
 from sagan.data.splits import build_unlabeled_set, table1_counts
 from sagan.data.synthetic import (

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from sagan.config import DataConfig
-from sagan.data.ingest import prepare_dataset, resize_chain
+from sagan.data.decoding import resize_chain
+from sagan.data.ingest import prepare_dataset
 from sagan.data.loading import load_training_data, resize_images
 from sagan.data.prepared import load_prepared, split_entries
 from sagan.data.splits import PUBLISHED, published_split, table1_counts

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sagan.atomic import write_atomic
+from sagan.data.archives import open_archive
 from sagan.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -286,8 +287,6 @@ def download_dataset(
     dataset: str, out: str | Path, source: str = "kaggle", sha256: str | None = None
 ) -> Path:
     """Fetch or record the raw data of `dataset`; returns the record `<out>/<dataset>.source.json`."""
-    from sagan.data.ingest import source_kind
-
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
     out = Path(out)
@@ -311,7 +310,7 @@ def download_dataset(
         raise DatasetError(
             f"--source {source}: no such file or folder (give 'kaggle', a URL, or a local path).{hint}"
         )
-    source_kind(path)  # a folder, zip or tar archive, or a clear error
+    open_archive(path)  # a folder, zip or tar archive, or a clear error
     if sha256 and path.is_file():
         got = sha256_file(path)
         if got != sha256.lower():

@@ -132,16 +132,24 @@ def _training_code(method, extra=()):
     others = [m for m in REGISTERED if m != method]
     exclude = ["cli.py", "evaluate.py", "methods/__init__.py"]
     exclude += [f"methods/{m}.py" for m in others] + [f"methods/{m}/*" for m in others]
-    data_only = ["download.py", "ingest.py", "synthetic/*", "dicom.py"]
+    data_only = ["download.py", "ingest.py", "archives.py", "decoding.py", "layouts.py", "synthetic/*"]
     exclude += [f"data/{n}" for n in data_only] + ["report/*", "reference/*"]
     return code_hash(["**/*.py", "splits/*.json", *extra], exclude)
 
 
+INGEST_CODE = [
+    "data/ingest.py",
+    "data/archives.py",
+    "data/decoding.py",
+    "data/layouts.py",
+    "data/prepared.py",
+    "data/splits.py",
+]
 CODE = {
-    # synthetic sets go through the real Med-AD ingest; `sagan splits` lives in ingest.py too
-    "synth": code_hash(["data/synthetic/*.py", "data/ingest.py", "data/prepared.py"]),
-    "prepare": code_hash(["data/ingest.py", "data/prepared.py", "splits/*"]),
-    "splits": code_hash(["data/ingest.py", "data/prepared.py", "data/splits.py", "splits/*"]),
+    # synthetic sets go through the real Med-AD ingest
+    "synth": code_hash(["data/synthetic/*.py", *INGEST_CODE]),
+    "prepare": code_hash([*INGEST_CODE, "splits/*"]),
+    "splits": code_hash(["data/prepared.py", "data/splits.py", "splits/*"]),
     "train": {m: _training_code(m) for m in REGISTERED},
     "evaluate": {m: code_hash(["evaluate.py"]) + _training_code(m) for m in REGISTERED},
     "tables": code_hash(["config.py", "stats.py", "report/runs.py", "report/markup.py", "report/uncertainty.py",
