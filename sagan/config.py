@@ -133,16 +133,16 @@ def set_field(obj: Any, name: str, value: Any, prefix: str) -> None:
     setattr(obj, name, value)
 
 
-def parse_anomaly_ratio(value: Any) -> float | None:
-    """'0_u' -> None (no unlabelled data); otherwise a fraction in [0, 1]."""
+def parse_anomaly_ratio(value: Any, key: str = "data.anomaly_ratio") -> float | None:
+    """'0_u' -> None (no unlabelled data); otherwise a fraction in [0, 1] (`key` names it in errors)."""
     if value is None or str(value).lower() in ("0_u", "none"):
         return None
     try:
         ar = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"data.anomaly_ratio: {value!r} is not a number in [0, 1] or '0_u'") from None
+        raise ConfigError(f"{key}: {value!r} is not a number in [0, 1] or '0_u'") from None
     if not 0.0 <= ar <= 1.0:
-        raise ConfigError(f"data.anomaly_ratio: {ar} is outside [0, 1]; use a fraction (0.6 = 60%) or '0_u'")
+        raise ConfigError(f"{key}: {ar} is outside [0, 1]; use a fraction (0.6 = 60%) or '0_u'")
     return ar
 
 

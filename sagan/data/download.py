@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -60,12 +61,26 @@ def rules_url(slug: str) -> str:
     return f"https://www.kaggle.com/competitions/{slug}/rules"
 
 
+def check_sha256(value: str | None, where: str) -> str | None:
+    """An expected SHA-256 as 64 lowercase hex digits (None if not given); DatasetError if it is not one."""
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise DatasetError(
+            f"{where}: {value!r} is not a SHA-256 hash (64 hex digits); give the hash published with the "
+            "file (or `sha256sum FILE` of a copy you trust)"
+        )
+    return value.lower()
+
+
 def split_url_hash(source: str, sha256: str | None = None) -> tuple[str, str | None]:
-    """'URL#sha256=HEX' -> (URL, HEX) (pip's convention); an explicit `sha256` wins."""
+    """'URL#sha256=HEX' -> (URL, HEX) (pip's convention); an explicit `sha256` wins. Both are checked."""
     url, _, fragment = source.partition("#")
+    if sha256:
+        return url, check_sha256(sha256, "--sha256")
     if fragment.startswith("sha256="):
-        sha256 = sha256 or fragment.removeprefix("sha256=")
-    return url, (sha256.lower() if sha256 else None)
+        return url, check_sha256(fragment.removeprefix("sha256="), f"{url}#sha256=")
+    return url, None
 
 
 def is_url(source: str) -> bool:
@@ -289,6 +304,7 @@ def download_dataset(
     """Fetch or record the raw data of `dataset`; returns the record `<out>/<dataset>.source.json`."""
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    sha256 = check_sha256(sha256, "--sha256")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if source == "kaggle":
@@ -313,7 +329,7 @@ def download_dataset(
     open_archive(path)  # a folder, zip or tar archive, or a clear error
     if sha256 and path.is_file():
         got = sha256_file(path)
-        if got != sha256.lower():
+        if got != sha256:
             raise DatasetError(f"{path}: sha256 {got} does not match the expected {sha256}")
     # recorded in place, not copied (the record is what `prepare` reads)
     return write_record(out, dataset, "local", str(path), path, sha256)
@@ -333,7 +349,11 @@ def check_sources(specs: list[str]) -> list[str]:
         dataset, sep, source = spec.partition("=")
         dataset, source = dataset.strip(), source.strip()
         # a pinned hash may follow any source (URL#sha256=HEX); only a URL needs one
-        plain, pinned = split_url_hash(source)
+        try:
+            plain, pinned = split_url_hash(source)
+        except DatasetError as err:
+            problems.append(f"{dataset}: {err}")
+            continue
         if not sep or not dataset or not source:
             problems.append(f"{spec!r}: expected DATASET=SOURCE, e.g. rsna=kaggle or lag=/data/LAG.tar.gz")
         elif dataset not in DATASETS:

@@ -73,6 +73,22 @@ def read_csv(data: bytes, filename: str, source: Path) -> pd.DataFrame:
     return df
 
 
+def _numeric(
+    df: pd.DataFrame, column: str, filename: str, source: Path, allowed: tuple[int, ...] | None = None
+) -> pd.Series:
+    """A CSV column as numbers; DatasetError names the file, the column and the first bad value."""
+    values = pd.to_numeric(df[column], errors="coerce")
+    bad = values.isna() if allowed is None else ~values.isin(allowed)
+    if bad.any():
+        row = bad.to_numpy().nonzero()[0][0]
+        want = "a number" if allowed is None else " or ".join(map(str, allowed))
+        raise DatasetError(
+            f"{source}: {filename} column {column} holds {df[column].iloc[row]!r} (line {df.index[row] + 2}), "
+            f"where {want} is expected; give the dataset's original {filename}"
+        )
+    return values
+
+
 @dataclass
 class RawLabels:
     labels: dict[str, Any]  # raw id -> 0 | 1 | a string saying why it is neither ("other class: ...")
@@ -87,8 +103,12 @@ def rsna_labels(meta: dict[str, bytes], source: Path) -> RawLabels:
     labels = {
         pid: {"Normal": 0, "Lung Opacity": 1}.get(cls, f"other class: {cls}") for pid, cls in classes.items()
     }
+    target = _numeric(boxes_df, "Target", "stage_2_train_labels.csv", source, allowed=(0, 1))
+    positive = boxes_df[target == 1]
+    for column in ("x", "y", "width", "height"):
+        _numeric(positive, column, "stage_2_train_labels.csv", source)
     boxes: dict[str, list[list[float]]] = {}
-    for r in boxes_df[boxes_df["Target"] == 1].itertuples(index=False):
+    for r in positive.itertuples(index=False):
         boxes.setdefault(r.patientId, []).append([r.x, r.y, r.x + r.width, r.y + r.height])
     return RawLabels(labels, boxes, ["stage_2_detailed_class_info.csv", "stage_2_train_labels.csv"])
 
@@ -103,11 +123,20 @@ def vindr_labels(meta: dict[str, bytes], source: Path) -> RawLabels:
     return RawLabels(labels, boxes, ["train.csv"])
 
 
-def medad_labels(meta: dict[str, bytes], source: Path) -> RawLabels:
+def parse_data_json(data: bytes, source: Path) -> dict:
+    """A Med-AD data.json (the split file of medad and LAG folders), its structure checked."""
     try:
-        entries = split_entries(json.loads(meta["data.json"]))
-    except (json.JSONDecodeError, DatasetError) as err:
-        raise DatasetError(f"{source}: data.json is not a Med-AD split file ({err})") from None
+        split = json.loads(data)
+        split_entries(split)
+    except (ValueError, DatasetError) as err:  # ValueError: not JSON, not UTF-8
+        raise DatasetError(
+            f"{source}: data.json is not a Med-AD split file ({err}); restore the dataset's original data.json"
+        ) from None
+    return split
+
+
+def medad_labels(meta: dict[str, bytes], source: Path) -> RawLabels:
+    entries = split_entries(parse_data_json(meta["data.json"], source))
     labels: dict[str, Any] = {name: label for name, label, _pool in entries}
     boxes: dict[str, list[list[float]]] = {}
     if "boxes.csv" in meta:

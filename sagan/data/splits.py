@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sagan.atomic import write_atomic
+from sagan.config import parse_anomaly_ratio
 from sagan.data.prepared import load_prepared, split_entries
 from sagan.errors import DatasetError
 
@@ -92,8 +93,8 @@ def splits_summary(data: str | Path, ratios: list[str], on_small_pool: str = "er
     """Table 1 row, the ingest's label check and the unlabelled set composition for each ratio."""
     ds = load_prepared(data, mmap=True)
     variants: dict[str, dict] = {}
-    for ratio in [*ratios, "0_u"]:
-        ar = None if ratio == "0_u" else float(ratio)
+    for ratio in dict.fromkeys([*ratios, "0_u"]):
+        ar = parse_anomaly_ratio(ratio, key="ratio")
         try:
             u = build_unlabeled_set(ds.split, ar, on_small_pool)
             variants[ratio] = {k: u[k] for k in ("n_abnormal", "n_normal", "U", "requested_U")}
@@ -112,10 +113,7 @@ def cli_splits(args: Any) -> int:
     """`sagan splits DATA --out FILE.json [--ratios ...] [--on-small-pool error|shrink]`."""
     ratios = [r.strip() for r in args.ratios.split(",") if r.strip()]
     for r in ratios:
-        try:
-            float(r)
-        except ValueError:
-            raise DatasetError(f"--ratios: {r!r} is not a number (give e.g. 0,0.2,0.6)") from None
+        parse_anomaly_ratio(r, key="--ratios")  # a fraction in [0, 1] or 0_u (ConfigError otherwise)
     summary = splits_summary(args.data, ratios, args.on_small_pool)
     write_atomic(args.out, json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}")
