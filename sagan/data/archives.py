@@ -5,20 +5,35 @@ the bytes of one (`read`), and every file in archive order, once (`stream`). A f
 at random by the worker processes themselves (each opens its own handle); a tar stream can only be
 read once, in order, so its members travel as bytes and the small ones met on the way are kept
 (`kept`) for later lookups. Archives are never extracted nor held in memory.
+
+Hostile or damaged sources: a member larger than MAX_MEMBER_BYTES is refused before it is read (zip
+and tar headers, a file's size), and no read returns more than its header announced (a lying header
+costs nothing). A folder's symbolic links to folders are followed, but each real folder is listed
+once: a link back to a folder already listed (a loop, or a second path to it) is skipped, with a
+warning that names it. Only regular files are members (no devices, pipes or sockets).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import stat
 import tarfile
 import zipfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from sagan.errors import DatasetError
+
+log = logging.getLogger(__name__)
+
+# One member read into memory: far above any real image (a VinDr DICOM is at most ~60 MB), far
+# below what a zip bomb would make a worker allocate.
+MAX_MEMBER_BYTES = 256 << 20
 
 
 @contextlib.contextmanager
@@ -31,6 +46,24 @@ def archive_errors(path: Path) -> Iterator[None]:
             f"{path}: cannot read the archive ({type(err).__name__}: {err}); it is truncated or corrupt "
             "(incomplete download?): download it again"
         ) from None
+
+
+def read_capped(fh: BinaryIO, size: int, path: Path, member: str) -> bytes:
+    """Read a member whose header says `size` bytes: refused above MAX_MEMBER_BYTES before reading,
+    and never more than `size` + 1 bytes read (a header that lies about the size is caught)."""
+    if size > MAX_MEMBER_BYTES:
+        raise DatasetError(
+            f"{path}: {member} is {size / 2**20:.0f} MiB, above the {MAX_MEMBER_BYTES >> 20} MiB limit for "
+            "one file read into memory (sagan.data.archives.MAX_MEMBER_BYTES; real images are far smaller): "
+            "the source is damaged or hostile (a zip bomb?); get a good copy of it"
+        )
+    data = fh.read(size + 1)
+    if len(data) > size:
+        raise DatasetError(
+            f"{path}: {member} holds more bytes than the {size} its header says: the source is damaged or "
+            "hostile; get a good copy of it"
+        )
+    return data
 
 
 def member_key(member: str) -> str:
@@ -101,14 +134,41 @@ class FolderArchive(Archive):
     kind = "dir"
 
     def _list(self) -> list[str]:
-        out = []
-        for root, _dirs, files in os.walk(self.path, followlinks=True):
-            rel = Path(root).relative_to(self.path).as_posix()
-            out += [f if rel == "." else f"{rel}/{f}" for f in files]
+        """Breadth first, real folders before links at each level; each real folder listed once."""
+        out, seen = [], set()
+        todo: deque[tuple[str, str]] = deque([(str(self.path), "")])
+        while todo:
+            folder, rel = todo.popleft()
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen:
+                log.warning(
+                    "%s: skipping %s: it leads to %s, a folder already listed (a symlink loop or a second "
+                    "path to it); each real folder is read once",
+                    self.path,
+                    rel.rstrip("/"),
+                    os.path.realpath(folder),
+                )
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: (e.is_symlink(), e.name))
+            except OSError as err:
+                log.warning("%s: cannot list %s (%s); its files are left out", self.path, rel or ".", err)
+                continue
+            for e in entries:
+                if e.is_dir():
+                    todo.append((e.path, f"{rel}{e.name}/"))
+                elif e.is_file():
+                    out.append(f"{rel}{e.name}")
         return out
 
     def read(self, member: str) -> bytes:
-        return (self.path / member).read_bytes()
+        with open(self.path / member, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise DatasetError(f"{self.path}: {member} is not a regular file; replace it with the image")
+            return read_capped(fh, st.st_size, self.path, member)
 
 
 class ZipArchive(Archive):
@@ -128,7 +188,9 @@ class ZipArchive(Archive):
             return [i.filename for i in self._zip().infolist() if not i.is_dir()]
 
     def read(self, member: str) -> bytes:
-        return self._zip().read(member)
+        info = self._zip().getinfo(member)
+        with self._zip().open(info) as fh:
+            return read_capped(fh, info.file_size, self.path, member)
 
 
 class TarArchive(Archive):
@@ -142,7 +204,7 @@ class TarArchive(Archive):
         with archive_errors(self.path), tarfile.open(self.path, "r|*") as tf:
             for m in tf:
                 if m.isfile():
-                    read = lambda m=m: tf.extractfile(m).read()  # noqa: E731
+                    read = lambda m=m: read_capped(tf.extractfile(m), m.size, self.path, m.name)  # noqa: E731
                     if self.keep(m.name) and m.name not in self.kept:
                         self.kept[m.name] = read()
                         read = lambda m=m: self.kept[m.name]  # noqa: E731

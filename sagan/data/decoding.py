@@ -100,6 +100,8 @@ def _decode_task(
         data = payload if isinstance(payload, bytes) else _WORKER["archive"].read(payload)
         img, size = decode_image(data, _WORKER["decoder"], _WORKER["image_size"])
         return row, img, size, None
+    except DatasetError as err:  # a refused member (too large): its message names it already
+        return row, None, None, str(err).removeprefix(f"{_WORKER['archive'].path}: ")
     except Exception as err:  # reported together, with the file names, by the main process
         return row, None, None, f"{key}: {type(err).__name__}: {err}"
 
