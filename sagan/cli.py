@@ -27,6 +27,11 @@ HANDLERS = {
     "check-sources": "sagan.data.download:cli_check_sources",
 }
 
+OVERWRITE_HELP = (
+    "replace a prepared dataset (or --keep-raw folder) that sagan wrote earlier at that path; a folder "
+    "holding anything else is never replaced"
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sagan", description=__doc__.splitlines()[0])
@@ -46,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--keep-raw", default=None, metavar="DIR", help="also keep the rendered Med-AD folder here"
     )
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     s = sub.add_parser("download", help="fetch a raw dataset (Kaggle, URL, or a local archive/folder)")
     s.add_argument("dataset", help="rsna | vindr | lag")
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--image-size", type=int, default=64)
     s.add_argument("--workers", type=int, default=0, help="processes (0 = all cores)")
     s.add_argument("--split", default=None, help="split file (default: the published one shipped with sagan)")
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     s = sub.add_parser(
         "splits", help="Table 1 counts, label check and anomaly-ratio variants of a prepared dataset"

@@ -25,10 +25,12 @@ from sagan.data.layouts import (
     Layout,
     fraction_boxes,
     label_check,
+    parse_data_json,
     raw_id,
     raw_key,
 )
-from sagan.data.prepared import load_prepared, split_entries, write_prepared
+from sagan.data.outputs import claim_output
+from sagan.data.prepared import PREPARED, load_prepared, split_entries, write_prepared
 from sagan.data.splits import published_split
 from sagan.errors import DatasetError
 
@@ -55,17 +57,20 @@ def prepare_dataset(
     workers: int = 0,
     split: dict | None = None,
     name: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Prepare a raw dataset (rsna | vindr | lag | medad) into `out`; returns `out`.
 
     `split` (Med-AD structure) selects the images and their pools; default: the published split
     (rsna, vindr, lag) or the source's own data.json (medad). Raw labels are checked against it and
-    the disagreements are recorded in meta.json["label_check"] (and logged).
+    the disagreements are recorded in meta.json["label_check"] (and logged). An existing prepared
+    dataset at `out` is replaced only if `overwrite`; anything else there is never touched.
     """
     if dataset not in LAYOUTS:
         raise DatasetError(f"unknown dataset {dataset!r}; known: {', '.join(LAYOUTS)}")
     if image_size < 1:
         raise DatasetError(f"image size must be positive, got {image_size}")
+    claim_output(out, PREPARED, overwrite)  # refuse before hours of decoding, not after
     layout = LAYOUTS[dataset]
     source_path = resolve_source(source)
     archive = open_archive(source_path)
@@ -82,7 +87,7 @@ def prepare_dataset(
         _require(meta_files, layout, source_path)
     if split is None:
         if dataset == "medad":
-            split, split_origin = json.loads(meta_files["data.json"]), "source data.json"
+            split, split_origin = parse_data_json(meta_files["data.json"], source_path), "source data.json"
         else:
             split, split_origin = published_split(dataset), f"published ({dataset})"
     entries = split_entries(split)
@@ -144,7 +149,7 @@ def prepare_dataset(
         "n_boxes": int(sum(len(raw.boxes.get(raw_id(n, layout), [])) for n, _l, _p in entries)),
         "n_masks": 0 if masks is None else len(masks),
     }
-    return write_prepared(out, decoded.images, index, split, meta, masks=masks)
+    return write_prepared(out, decoded.images, index, split, meta, masks=masks, overwrite=overwrite)
 
 
 def _require(meta_files: dict[str, bytes], layout: Layout, source: Path) -> None:
@@ -208,16 +213,18 @@ def load_split_file(path: str | Path) -> dict:
     path = Path(path)
     try:
         split = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read the split file ({err})") from None
-    split_entries(split)
+        split_entries(split)
+    except (OSError, ValueError) as err:  # ValueError: not JSON or not UTF-8; DatasetError: not Med-AD
+        raise DatasetError(f"{path}: cannot read the split file ({err}); give a Med-AD split file") from None
     return split
 
 
 def cli_prepare(args: Any) -> int:
-    """`sagan prepare DATASET --source PATH --out DIR [--image-size] [--workers] [--split]`."""
+    """`sagan prepare DATASET --source PATH --out DIR [--image-size] [--workers] [--split] [--overwrite]`."""
     split = load_split_file(args.split) if args.split else None
-    out = prepare_dataset(args.dataset, args.source, args.out, args.image_size, args.workers, split)
+    out = prepare_dataset(
+        args.dataset, args.source, args.out, args.image_size, args.workers, split, overwrite=args.overwrite
+    )
     check = load_prepared(out, mmap=True).meta["label_check"]
     print(f"prepared {out} ({check['n_checked']} images, {check['n_disagreements']} label disagreement(s))")
     return 0

@@ -8,27 +8,40 @@ A prepared dataset is a folder:
                  or unknown), mask (row in masks.npy, -1 if none)
     masks.npy    optional uint8 array (M, H, W) of ground-truth anomaly masks (synthetic data)
     split.json   the split file in the Med-AD structure (authoritative for pools and order)
-    meta.json    dataset name, source, image size, format version, provenance
-It is written to a temporary sibling folder and renamed into place, so a partial dataset is never
-found where a finished one is expected.
+    meta.json    dataset name, source, image size, format version (the marker of a prepared
+                 dataset), provenance
+It is written by the one writer of output folders (`sagan.data.outputs`): to a temporary sibling
+folder, renamed into place, replacing only an earlier prepared dataset and only when asked to.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sagan.data.outputs import FolderKind, writing_folder
 from sagan.errors import DatasetError
 
 FORMAT_VERSION = 1
 POOLS = ("train", "unlabeled", "test", "val")  # val: the labelled validation split (synthetic sets only)
 INDEX_COLUMNS = ["name", "label", "pool", "boxes", "mask"]
+FILES = ("images.npy", "index.csv", "split.json", "meta.json")  # and masks.npy if there are masks
+REMAKE = "prepare it again (`sagan prepare ... --overwrite` or `sagan synth ... --overwrite`)"
+
+
+def _has_format_marker(root: Path) -> bool:
+    try:
+        meta = json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format_version" in meta
+
+
+PREPARED = FolderKind("a prepared dataset", frozenset({*FILES, "masks.npy"}), _has_format_marker)
 
 
 def split_entries(split: dict) -> list[tuple[str, int, str]]:
@@ -48,10 +61,14 @@ def split_entries(split: dict) -> list[tuple[str, int, str]]:
             groups += [(split["val"]["0"], 0, "val"), (split["val"]["1"], 1, "val")]
     except (KeyError, TypeError) as err:
         raise DatasetError(
-            f"split file lacks {err}; expected the Med-AD structure "
+            f"split file {'lacks ' + str(err) if isinstance(err, KeyError) else 'is not a JSON object'}; "
+            "expected the Med-AD structure "
             '{"train": {"0": [...], "unlabeled": {"0": [...], "1": [...]}}, "test": {"0": [...], "1": [...]}}'
             ' (and optionally "val": {"0": [...], "1": [...]})'
         ) from None
+    for names, label, pool in groups:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DatasetError(f"split file: the {pool} images of label {label} are not a list of file names")
     out = [(name, label, pool) for names, label, pool in groups for name in names]
     seen: set[str] = set()
     dupes = [n for n, _, _ in out if n in seen or seen.add(n)]
@@ -98,8 +115,9 @@ def write_prepared(
     split: dict,
     meta: dict,
     masks: np.ndarray | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write a prepared dataset atomically (temporary sibling folder, then rename)."""
+    """Write a prepared dataset atomically; an existing one at `out` is replaced only if `overwrite`."""
     out = Path(out)
     if images.dtype != np.uint8 or images.ndim != 3:
         raise ValueError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
@@ -114,10 +132,7 @@ def write_prepared(
         "image_size": int(images.shape[1]),
         "n_images": len(images),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with writing_folder(out, PREPARED, overwrite) as tmp:
         np.save(tmp / "images.npy", images)
         if masks is not None:
             np.save(tmp / "masks.npy", masks.astype(np.uint8))
@@ -126,16 +141,6 @@ def write_prepared(
         )
         (tmp / "split.json").write_text(json.dumps(split))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -149,11 +154,39 @@ def load_prepared(root: str | Path, mmap: bool = False) -> PreparedDataset:
             f"{root} is not a prepared dataset (missing {', '.join(missing)}); "
             "create one with `sagan synth NAME --out DIR` or `sagan prepare DATASET --source PATH --out DIR`"
         )
-    images = np.load(root / "images.npy", mmap_mode="r" if mmap else None)
-    index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"name": str})
+    images = _load_array(root / "images.npy", mmap)
+    try:
+        index = pd.read_csv(root / "index.csv", keep_default_na=False, dtype={"name": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{root}/index.csv is not a readable CSV ({err}); {REMAKE}") from None
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise DatasetError(
+            f"{root}/index.csv lacks the column(s) {', '.join(missing)} (found {', '.join(index.columns)}; "
+            f"needed {', '.join(INDEX_COLUMNS)}); {REMAKE}"
+        )
     if len(index) != len(images):
         raise DatasetError(f"{root}/index.csv has {len(index)} rows but images.npy has {len(images)} images")
-    masks = np.load(root / "masks.npy") if (root / "masks.npy").is_file() else None
-    split = json.loads((root / "split.json").read_text())
-    meta = json.loads((root / "meta.json").read_text())
+    masks = _load_array(root / "masks.npy", False) if (root / "masks.npy").is_file() else None
+    split, meta = _load_json(root / "split.json"), _load_json(root / "meta.json")
     return PreparedDataset(root=root, images=images, index=index, split=split, meta=meta, masks=masks)
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    """A (N, H, W) uint8 array of a prepared dataset; DatasetError names a truncated or foreign file."""
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DatasetError(f"{path} is truncated or not a numpy array ({err}); {REMAKE}") from None
+    if arr.dtype != np.uint8 or arr.ndim != 3:
+        raise DatasetError(
+            f"{path} holds a {arr.dtype} array of shape {arr.shape}, not (N, H, W) uint8; {REMAKE}"
+        )
+    return arr
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path} is not readable JSON ({err}); {REMAKE}") from None

@@ -8,8 +8,6 @@ import ctypes
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,8 +15,10 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from sagan.atomic import write_atomic
+from sagan.atomic import temp_dir, write_atomic
 from sagan.data.ingest import prepare_dataset
+from sagan.data.outputs import FolderKind, claim_output, writing_folder
+from sagan.data.prepared import PREPARED
 from sagan.data.synthetic.specs import (
     GROUP_LABEL,
     GROUPS,
@@ -134,6 +134,14 @@ def write_medad_folder(
     return out
 
 
+SYNTH_MARKER = "sagan-synth.json"  # marks a --keep-raw folder as written by `sagan synth` (its provenance)
+SYNTH_RAW = FolderKind(
+    "a Med-AD folder",
+    frozenset({"images", "masks", "data.json", "boxes.csv", SYNTH_MARKER}),
+    lambda folder: (folder / SYNTH_MARKER).is_file(),
+)
+
+
 def make_synthetic(
     name: str,
     out: str | Path,
@@ -142,16 +150,21 @@ def make_synthetic(
     image_size: int = 64,
     keep_raw: str | Path | None = None,
     workers: int = 0,
+    overwrite: bool = False,
 ) -> Path:
     """Generate a synthetic dataset and prepare it with the real ingest; returns the prepared folder.
 
-    The Med-AD folder is written to a temporary folder, or kept at `keep_raw` (replaced if it holds
-    an earlier one). `workers`: processes for rendering and for the ingest (0 = all cores).
+    The Med-AD folder is written to a temporary folder, or kept at `keep_raw`. `overwrite`: replace
+    what an earlier `sagan synth` wrote at `out` and `keep_raw` (nothing else is ever replaced).
+    `workers`: processes for rendering and for the ingest (0 = all cores).
     """
     dataset_spec(name)
     split_counts(name, size)  # validates --size before any work
     if seed < 0:
         raise DatasetError(f"--seed must be >= 0, got {seed}")
+    claim_output(out, PREPARED, overwrite)
+    if keep_raw is not None:
+        claim_output(keep_raw, SYNTH_RAW, overwrite, "--keep-raw")
     provenance = {
         "generator": "sagan.data.synthetic",
         "name": name,
@@ -161,33 +174,19 @@ def make_synthetic(
         "counts": split_counts(name, size),
     }
     if keep_raw is None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)  # the throwaway folder goes beside the output
-        with tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.medad-", dir=Path(out).parent) as tmp:
-            raw = write_medad_folder(
-                name, Path(tmp) / name, seed=seed, size=size, workers=workers, png_level=0
-            )
+        with temp_dir(out, "medad") as tmp:  # the throwaway folder goes beside the output
+            raw = write_medad_folder(name, tmp / name, seed=seed, size=size, workers=workers, png_level=0)
             prepared = prepare_dataset(
-                "medad", source=raw, out=out, image_size=image_size, workers=workers, name=name
+                "medad", raw, out, image_size=image_size, workers=workers, name=name, overwrite=overwrite
             )
         source = f"sagan synth {name} --seed {seed} --size {size} (rendered to a temporary Med-AD folder)"
         return _record_provenance(prepared, provenance, source)
-    keep = Path(keep_raw)
-    if keep.exists() and any(keep.iterdir()) and not (keep / "data.json").is_file():
-        raise DatasetError(
-            f"--keep-raw {keep}: folder exists and is not a Med-AD folder; give a new or empty path"
-        )
-    keep.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{keep.name}.tmp-", dir=keep.parent))
-    try:  # render beside the target and swap it in, so an interrupted run leaves no half folder there
+    # render beside the target and swap it in, so an interrupted run leaves no half folder there
+    with writing_folder(keep_raw, SYNTH_RAW, overwrite, "--keep-raw") as tmp:
         write_medad_folder(name, tmp, seed=seed, size=size, workers=workers)
-        if keep.exists():
-            shutil.rmtree(keep)
-        tmp.rename(keep)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / SYNTH_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
     prepared = prepare_dataset(
-        "medad", source=keep, out=out, image_size=image_size, workers=workers, name=name
+        "medad", keep_raw, out, image_size=image_size, workers=workers, name=name, overwrite=overwrite
     )
     return _record_provenance(prepared, provenance, None)
 
@@ -215,6 +214,7 @@ def cli_synth(args: argparse.Namespace) -> int:
         size=args.size,
         image_size=args.image_size,
         keep_raw=getattr(args, "keep_raw", None),
+        overwrite=args.overwrite,
     )
     counts = split_counts(args.name, args.size)
     print(
