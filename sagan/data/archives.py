@@ -102,6 +102,10 @@ class Archive:
         raise NotImplementedError
 
     # --- every kind ------------------------------------------------------------------------
+    def known(self) -> list[str]:
+        """The members that lookups (`find`, `keyed`) see: every one (tar: those kept so far)."""
+        return self.members()
+
     def stream(self) -> Iterator[tuple[str, Callable[[], bytes]]]:
         """(member, read it now) for every file, in archive order."""
         for member in self.members():
@@ -109,15 +113,14 @@ class Archive:
 
     def find(self, basename: str) -> str | None:
         """The shallowest member with this file name (tar: among those kept so far)."""
-        names = self.members() if self.random_access else self.kept
-        hits = [m for m in names if PurePosixPath(m).name == basename]
+        hits = [m for m in self.known() if PurePosixPath(m).name == basename]
         return shallowest(hits) if hits else None
 
     def keyed(self, folder: str) -> dict[str, str]:
         """'<folder>/<file>' -> member, for the files directly inside any folder so named (the
         shallowest copy wins; tar: among the members kept so far)."""
         by_key: dict[str, list[str]] = {}
-        for m in self.members() if self.random_access else self.kept:
+        for m in self.known():
             parts = PurePosixPath(m).parts
             if len(parts) >= 2 and parts[-2] == folder:
                 by_key.setdefault(member_key(m), []).append(m)
@@ -199,6 +202,9 @@ class TarArchive(Archive):
 
     def members(self) -> list[str]:
         raise DatasetError(f"{self.path}: a tar stream cannot be listed without reading it whole")
+
+    def known(self) -> list[str]:
+        return list(self.kept)
 
     def stream(self) -> Iterator[tuple[str, Callable[[], bytes]]]:
         with archive_errors(self.path), tarfile.open(self.path, "r|*") as tf:
