@@ -131,7 +131,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         "unlabeled": data.unlabeled_info,
         **{
             k: getattr(model, k)
-            for k in ("use_acm", "use_arrm", "position_code", "gate_at_test")
+            for k in ("use_acm", "use_arrm", "network", "gate_at_test")
             if hasattr(model, k)
         },
         "n_test": int(len(labels)),

@@ -23,7 +23,7 @@ def make_run(
     variant: str = "default",
     separation: float = 1.0,
     selection: str = "last",
-    position_code: str = "effective",
+    network: str = "paper",
     n_test: int = 40,
     size: int = 32,
 ) -> Path:
@@ -48,7 +48,7 @@ def make_run(
         "anomaly_ratio": None if ar == "0_u" else float(ar),
         "use_acm": acm,
         "use_arrm": arrm,
-        "position_code": position_code if method == "sagan" else None,
+        "network": network if method == "sagan" else None,
         "group": GROUPS.get(method, "normal + unlabelled"),
         "n_test": n_test,
     }

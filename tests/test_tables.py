@@ -113,7 +113,7 @@ def test_missing_scores_of_a_run_name_the_file(tmp_path, capsys):
     assert str(scores) in err and "sagan evaluate" in err
 
 
-def test_table3_rows_paper_values_and_position_code(experiment):
+def test_table3_rows_paper_values_and_network(experiment):
     t3 = read(experiment, "table3.csv")
     assert list(t3["variant"]) == [
         "Baseline (Brainomaly)", "SAGAN w/o ACM, ARRM", "+ACM", "+ARRM", "+ACM and ARRM",
@@ -125,9 +125,9 @@ def test_table3_rows_paper_values_and_position_code(experiment):
     t2 = read(experiment, "table2.csv")
     full = t2[(t2["method"] == "sagan") & (t2["dataset"] == "vindr")].iloc[0]
     assert t3.iloc[4]["ap_mean"] == full["ap_mean"]
-    assert list(t3["position_code"]) == ["", "", "effective", "", "effective"]
+    assert list(t3["network"]) == ["", "paper", "paper", "paper", "paper"]
     for ext in ("md", "tex"):
-        assert "ACM position code: effective" in (experiment / "tables" / f"table3.{ext}").read_text()
+        assert "SAGAN network: paper (" in (experiment / "tables" / f"table3.{ext}").read_text()
 
 
 def test_table4_orders_ratios_with_0u_first(experiment):

@@ -152,7 +152,7 @@ def test_rerun_with_other_config_is_refused(tiny_dataset, tmp_path):
     [
         (["--method", "nope"], "unknown method 'nope'; registered methods: ae, brainomaly, sagan"),
         (["--set", "model.nope=1"], "unknown config key 'model.nope'; allowed in model:"),
-        (["--set", "model.position_code=foo"], "choose one of effective, official"),
+        (["--set", "model.network=foo"], "choose one of paper, authors"),
         (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),
         (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
         (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo"),

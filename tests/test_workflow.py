@@ -198,7 +198,7 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     ]  # fmt: skip
     assert set(t2["n_seeds"]) == {1} and set(t2["selection"]) == {"last"}
     t3 = pd.read_csv(results / "tables/table3.csv", keep_default_na=False)
-    assert len(t3) == 5 and set(t3.loc[t3["variant"].str.contains("ACM"), "position_code"]) >= {"effective"}
+    assert len(t3) == 5 and set(t3.loc[t3["variant"].str.contains("ACM"), "network"]) == {"paper"}
     t4 = pd.read_csv(results / "tables/table4.csv", keep_default_na=False, dtype=str)
     assert list(t4["ar"]) == ["0_u", "0.6"]
     assert (results / "metrics.json").is_file() and (results / "report.html").stat().st_size > 100_000

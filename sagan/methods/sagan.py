@@ -12,7 +12,7 @@ from sagan.losses import identity_loss, restoration_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch
 from sagan.methods.gan import GANConfig, RestorationGAN
-from sagan.models.generator import SAGANGenerator
+from sagan.models.generator import NETWORKS, SAGANGenerator
 
 
 @dataclass
@@ -20,7 +20,9 @@ class SAGANConfig(GANConfig):
     n_patches: int = 2  # N: N x N patches (ACM); the code uses 2
     use_acm: bool = True  # anatomical consistency module (patching + position code)
     use_arrm: bool = True  # abnormal region restoration module (attention gates + multi-level fusion)
-    position_code: str = choice("effective", ("effective", "official"))  # official = authors' no-op code
+    # "paper": the authors' network, but the position code survives the InstanceNorm after each fusion
+    # (as the paper intends); "authors": exactly the authors' network, whose norm removes the code
+    network: str = choice("paper", NETWORKS)
     gate_p: float = 0.95  # Bernoulli gate probability during training (authors' code)
     gate_at_test: bool = False  # true = authors' code: gate stays on at test, scores are random
     lambda_rec: float = 1.0  # weight of the pseudo-anomaly restoration loss (hard-coded 1 in the code)
@@ -46,7 +48,7 @@ class SAGAN(RestorationGAN):
         if image_size % (8 * n):
             raise ConfigError(f"image size {image_size} must be divisible by 8 * n_patches = {8 * n}")
         self.G = SAGANGenerator(
-            cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.position_code
+            cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.network
         )
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:

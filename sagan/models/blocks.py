@@ -26,26 +26,36 @@ def up_in_relu(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class ResidualBlock(nn.Module):
-    """out = shortcut(x) + IN(conv3x3(ReLU(IN(conv3x3(x))))).
+    """StarGAN's residual block: out = x + IN(conv3x3(ReLU(IN(conv3x3(x)))))."""
 
-    With c_in == c_out the shortcut is the identity; otherwise the caller passes the tensor to add
-    (`residual=`), e.g. the decoder feature whose concatenation with a skip feeds the block, or a
-    1x1 projection is used.
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.InstanceNorm2d(channels, affine=True),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ProjectResidualBlock(nn.Module):
+    """The authors' decoder and fusion block, which changes the channel count:
+    a = ReLU(IN(conv3x3(x))) projects x to c_out channels, out = a + IN(conv3x3(a)).
+
+    The shortcut is the first conv's output, not the block input (whose width differs).
     """
 
-    def __init__(self, c_in: int, c_out: int | None = None, project: bool = False):
+    def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        c_out = c_out or c_in
-        self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(c_out, affine=True),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
-            nn.InstanceNorm2d(c_out, affine=True),
+        self.project = conv_in_relu(c_in, c_out, 3)
+        self.refine = nn.Sequential(
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.InstanceNorm2d(c_out, affine=True)
         )
-        self.project = nn.Conv2d(c_in, c_out, 1, bias=False) if project else None
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if residual is None:
-            residual = self.project(x) if self.project is not None else x
-        return residual + self.body(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.project(x)  # (B, c_out, H, W)
+        return a + self.refine(a)

@@ -4,9 +4,10 @@ The image is cut into N x N non-overlapping patches (order TL, TR, BL, BR at N =
 encoder weights; patch k carries the binary digits of k in ceil(log2(N*N) + 1) bits as constant
 feature channels, concatenated to the features and fused by a 1x1 conv.
 
-`official` reproduces the authors' code: the InstanceNorm right after the 1x1 fusion subtracts the
-per-channel spatial mean, which removes a spatially constant code exactly, so the code has no effect.
-`effective` (default) adds a learned per-channel embedding of the code after that norm, so it survives.
+In the authors' network an InstanceNorm right after that 1x1 fusion subtracts the per-channel
+spatial mean, which removes the spatially constant code exactly, so the code has no effect.
+This project's default network (`model.network: paper`) adds the code's term after the norm, so it
+survives (`PositionFusion`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,23 +48,31 @@ def from_patches(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class PositionFusion(nn.Module):
-    """Concatenate the patch code to a feature map and fuse: 1x1 conv (C+bits -> C) + IN (+ code) + ReLU."""
+    """Concatenate the patch code to a feature map and fuse it: ReLU(IN(1x1 conv(concat(f, code)))).
 
-    def __init__(self, channels: int, n: int, mode: str = "effective"):
+    The 1x1 conv (with bias) splits into a feature term and a code term: conv(concat(f, c)) =
+    W_f f + (W_c c + b). The code term is constant over the patch, so an InstanceNorm after the conv
+    removes it exactly. `code_after_norm=False` is the authors' network (the code has no effect);
+    `code_after_norm=True` adds the code term after the norm, where it survives as a learned shift
+    per patch position: ReLU(IN(W_f f) + W_c c + b). Same parameters, same shapes in both.
+    An empty code (0 bits: no ACM) leaves a 1x1 conv + IN + ReLU.
+    """
+
+    def __init__(self, channels: int, codes: torch.Tensor, code_after_norm: bool):
         super().__init__()
-        self.n, self.mode = n, mode
-        self.register_buffer("codes", position_codes(n), persistent=False)  # (N*N, bits)
-        bits = self.codes.shape[1]
-        self.fuse = nn.Conv2d(channels + bits, channels, 1, bias=False)
-        self.norm = nn.InstanceNorm2d(channels, affine=True)
-        # effective mode: a learned per-channel shift per code, added after the norm so it is not removed
-        self.embed = nn.Linear(bits, channels, bias=False) if mode == "effective" else None
+        self.code_after_norm = code_after_norm
+        self.register_buffer("codes", codes.float(), persistent=False)  # (N*N, bits)
+        self.conv = nn.Conv2d(channels + codes.shape[1], channels, 1)
+        self.norm = nn.InstanceNorm2d(channels)  # no affine parameters (authors' network)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        bnn, _, h, w = f.shape
+        bnn, c, h, w = f.shape
         code = self.codes.repeat(bnn // self.codes.shape[0], 1).to(f.dtype)  # (B*N*N, bits)
-        code_map = code[:, :, None, None].expand(-1, -1, h, w)  # (B*N*N, bits, h, w)
-        out = self.norm(self.fuse(torch.cat([f, code_map], dim=1)))
-        if self.embed is not None:
-            out = out + self.embed(code)[:, :, None, None]
-        return torch.relu(out)
+        if self.code_after_norm:
+            w_f, w_c = self.conv.weight.flatten(1).split([c, code.shape[1]], dim=1)
+            shift = code @ w_c.T + self.conv.bias  # (B*N*N, C): the code term
+            out = self.norm(F.conv2d(f, w_f[:, :, None, None])) + shift[:, :, None, None]
+        else:
+            code_map = code[:, :, None, None].expand(-1, -1, h, w)  # (B*N*N, bits, h, w)
+            out = self.norm(self.conv(torch.cat([f, code_map], dim=1)))  # the norm removes the code
+        return torch.relu(out)  # (B*N*N, C, h, w)

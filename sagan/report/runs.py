@@ -21,7 +21,7 @@ GROUP_ORDER = ["normal only", "normal + unlabelled"]
 DATASET_ORDER = ["rsna", "vindr", "lag"]
 DATASET_LABELS = {"rsna": "RSNA", "vindr": "VinDr-CXR", "lag": "LAG"}
 RUN_COLUMNS = [
-    "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "position_code",
+    "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "network",
     "selection", "ap", "auc",
 ]  # fmt: skip
 
@@ -83,7 +83,7 @@ def load_runs(results: str | Path) -> pd.DataFrame:
                     "ar": ar_tag(m.get("anomaly_ratio")),
                     "use_acm": m.get("use_acm"),
                     "use_arrm": m.get("use_arrm"),
-                    "position_code": m.get("position_code") or "",
+                    "network": m.get("network") or "",
                     "selection": str(m.get("selection", "last")),
                     "ap": float(m["ap"]),
                     "auc": float(m["auc"]),

@@ -46,7 +46,7 @@ TABLE_COLUMNS = {
     "table2": ["group", "method", "dataset", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS,
                "n_seeds", "paper_ap", "paper_auc", "selection"],
     "table3": ["variant", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "paper_ap",
-               "paper_auc", "dataset", "position_code", "selection"],
+               "paper_auc", "dataset", "network", "selection"],
     "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "dataset",
                "selection"],
 }  # fmt: skip
@@ -59,9 +59,9 @@ TABLE3_ROWS = [
     ("arrm", "+ARRM", "sagan", False, True),
     ("full", "+ACM and ARRM", "sagan", True, True),
 ]
-POSITION_CODE_NOTE = {
-    "effective": "effective (this project's default: the patch position survives instance norm)",
-    "official": "official (the authors' code: instance norm removes the position code, so ACM = shared-weight patches)",
+NETWORK_NOTE = {
+    "paper": "paper (this project's default: the authors' network, but the patch position code survives instance norm)",
+    "authors": "authors (the authors' exact network: instance norm removes the position code, so ACM = shared-weight patches)",
 }  # fmt: skip
 
 
@@ -135,11 +135,11 @@ def build_table3(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
             if part.empty:
                 continue
             values = ref.get("values", {}).get(key, {}) if dataset == ref.get("dataset") else {}
-            codes = sorted({c for c in part["position_code"] if c})
+            networks = sorted({c for c in part["network"] if c})
             rows.append(
                 {"variant": label, **summarise(part), "paper_ap": values.get("ap", math.nan),
                  "paper_auc": values.get("auc", math.nan), "dataset": dataset,
-                 "position_code": ",".join(codes) if acm else ""}
+                 "network": ",".join(networks)}
             )  # fmt: skip
             parts.append(part)
     add_p_columns(rows, parts, ["dataset"])
@@ -284,14 +284,14 @@ def view_table3(df: pd.DataFrame) -> TableView:
           Cell(fmt(r.paper_auc) or "–"), Cell(str(r.n_seeds))]
          for i, r in zip(df.index, df.itertuples())],
     )  # fmt: skip
-    codes = sorted({c for v in df["position_code"] for c in str(v).split(",") if c})
-    code_note = "; ".join(POSITION_CODE_NOTE.get(c, c) for c in codes) if codes else "–"
+    networks = sorted({c for v in df["network"] for c in str(v).split(",") if c})
+    network_note = "; ".join(NETWORK_NOTE.get(c, c) for c in networks) if networks else "–"
     return TableView(
         "table3",
         f"Table 3. Ablation of SAGAN's modules on {datasets_on(df)}: AP and AUC (%), mean ± std over seeds.",
         header,
         rows,
-        [f"ACM position code: {code_note}.",
+        [f"SAGAN network: {network_note}.",
          "Best in bold, second underlined. (paper) = value stated in the paper (its baseline row is Brainomaly).",
          STATS_NOTE, *selection_note(df)],
     )  # fmt: skip
