@@ -47,8 +47,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    # "last": report the last checkpoint (no test labels used). "test-oracle": the authors'
-    # protocol, keep the checkpoint whose test AUC and AP both improved (labelled in every output).
+    # "last": the last checkpoint (no test labels used; what the authors' test script evaluates).
+    # "test-oracle": what the authors' training loop keeps, the checkpoint whose test AUC and AP are
+    # both >= the best so far (labelled in every output). Which gave the paper's numbers is unknown.
     selection: str = choice("last", ("last", "test-oracle"))
     select_every: int = 1000  # test-oracle evaluation interval (authors' code: 1000)
     batch_size: int = 256

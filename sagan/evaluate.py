@@ -1,8 +1,9 @@
 """The one evaluator: per-image scores, AUC/AP and anomaly maps for every method.
 
-Model selection is the last checkpoint by default. `eval.selection: test-oracle` reproduces the
-authors' protocol (checkpoint chosen on the test set) and is labelled as such; the metrics of the last
-checkpoint are then reported beside it, with the gap.
+Model selection is the last checkpoint by default (what the authors' test script evaluates).
+`eval.selection: test-oracle` reports the checkpoint the authors' training loop keeps (chosen on the
+test set) and is labelled as such; the metrics of the last checkpoint are then reported beside it,
+with the gap. Which of the two gave the paper's numbers is not known.
 """
 
 from __future__ import annotations

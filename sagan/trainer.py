@@ -205,7 +205,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
 def _oracle_step(
     method: Method, data: TrainingData, cfg: RunConfig, rng, done: int, best: dict, ckpt_dir: Path
 ) -> dict:
-    """The authors' protocol: evaluate on the TEST set and keep the checkpoint whose AUC and AP both improved."""
+    """The authors' protocol: evaluate on the TEST set, keep the checkpoint whose AUC and AP are both >= the best."""
     from sagan.evaluate import metrics, score_images
 
     method.eval()
@@ -213,7 +213,7 @@ def _oracle_step(
     method.train()
     m = metrics(data.test_labels, scores)
     history = best.get("history", []) + [{"iteration": done, **m}]
-    if m["auc"] > best["auc"] and m["ap"] > best["ap"]:
+    if m["auc"] >= best["auc"] and m["ap"] >= best["ap"]:  # >= as in the authors' code: a tie keeps the later
         best = {"auc": m["auc"], "ap": m["ap"], "iteration": done}
         _save(
             {"iteration": done, "model": method.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "oracle.pt"

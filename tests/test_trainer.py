@@ -132,6 +132,17 @@ def test_test_oracle_selection_is_labelled_and_reports_the_gap(tiny_dataset, tmp
     assert m["oracle_gap"]["auc"] == pytest.approx(m["oracle"]["auc"] - m["last"]["auc"])
 
 
+def test_test_oracle_keeps_the_later_checkpoint_on_a_tie(tiny_dataset, tmp_path):
+    # learning rate 0: the model never changes, so every test evaluation ties with the first one;
+    # the authors keep a checkpoint when AUC >= best and AP >= best, so the last evaluation wins
+    frozen = ["model.lr_g=0", "model.lr_d=0", "eval.selection=test-oracle", "eval.select_every=2"]
+    run_cli(tiny_dataset, tmp_path / "tie", extra=frozen)
+    m = json.loads((tmp_path / "tie" / "metrics.json").read_text())
+    log = pd.read_csv(tmp_path / "tie" / "selection_log.csv")
+    assert log["iteration"].tolist() == [2, 4, 6] and log["auc"].nunique() == 1 and log["ap"].nunique() == 1
+    assert m["oracle"]["iteration"] == 6
+
+
 def test_zero_u_setting_trains_without_unlabelled_data(tiny_dataset, tmp_path):
     run_cli(tiny_dataset, tmp_path / "0u", extra=["data.anomaly_ratio=0_u"])
     m = json.loads((tmp_path / "0u" / "metrics.json").read_text())

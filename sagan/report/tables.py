@@ -174,8 +174,9 @@ def selection_note(df: pd.DataFrame) -> list[str]:
     values = sorted({s for v in df.get("selection", []) for s in str(v).split(",") if s})
     if "test-oracle" in values:
         return [
-            "**Model selection: test-oracle** (checkpoint chosen on the test set, the authors' protocol; "
-            "optimistic)" + (" for some runs; others: last checkpoint." if len(values) > 1 else ".")
+            "**Model selection: test-oracle** (checkpoint chosen on the test set, as the authors' training "
+            "loop keeps it; optimistic)"
+            + (" for some runs; others: last checkpoint." if len(values) > 1 else ".")
         ]
     return ["Model selection: last checkpoint (no test labels used)."] if values else []
 
