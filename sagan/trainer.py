@@ -114,6 +114,15 @@ def resume_state(last: Path, identity: dict[str, Any]) -> dict | None:
     return state
 
 
+def training_data(method: Method, cfg: RunConfig, device: torch.device) -> TrainingData:
+    """The run's images on the device; the unlabelled set only for the methods that learn from it."""
+    semi = method.group == SEMI_SUPERVISED
+    data = load_training_data(cfg.data.path, cfg.data, device, need_unlabeled=semi)
+    if len(data.normal) < 2:
+        raise ConfigError(f"{cfg.data.path}: need at least two labelled normal training images")
+    return data
+
+
 def set_learning_rates(method: Method, base_lrs: dict[str, list[float]], factor: float) -> None:
     """The schedule acts on every optimiser of the method, from its initial learning rates."""
     for name, opt in method.optimizers.items():
@@ -127,10 +136,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     set_threads(cfg)
     device = resolve_device(cfg.train.device)
     method = build_method(cfg, device)
-    semi = method.group == SEMI_SUPERVISED  # only these train on the unlabelled set
-    data = load_training_data(cfg.data.path, cfg.data, device, need_unlabeled=semi)
-    if len(data.normal) < 2:
-        raise ConfigError(f"{cfg.data.path}: need at least two labelled normal training images")
+    data = training_data(method, cfg, device)
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run / "config.yaml")
     method.train()
