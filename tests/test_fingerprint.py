@@ -118,53 +118,15 @@ def test_a_code_change_changes_exactly_the_stages_that_run_it(package_copy, path
     assert {k for k in before if before[k] != after[k]} == changed
 
 
-METHOD = '''"""Mean image: the anomaly score is the squared distance to a learned mean normal image."""
-
-from dataclasses import dataclass
-
-import torch
-from torch import nn
-
-from sagan.experiments import NORMAL_ONLY
-from sagan.methods import register
-from sagan.methods.base import Batch, Method, Prediction
-
-
-@dataclass
-class MeanImageConfig:
-    lr: float = 0.1
-
-
-@register
-class MeanImage(Method):
-    """Distance to the mean normal image."""
-
-    name = "mean_image"
-    group = NORMAL_ONLY
-    Config = MeanImageConfig
-
-    def __init__(self, cfg: MeanImageConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size, iterations)
-        self.mean = nn.Parameter(torch.zeros(1, 1, image_size, image_size))
-        self.optimizers = {"mean": torch.optim.Adam([self.mean], cfg.lr)}
-
-    def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        loss = ((batch.normal - self.mean) ** 2).mean()
-        self.optimizers["mean"].zero_grad()
-        loss.backward()
-        self.optimizers["mean"].step()
-        return {"loss": loss.detach()}
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
-        sq = (images - self.mean) ** 2 / 4  # (B, 1, H, W)
-        return Prediction(score=sq.flatten(1).mean(1), map=sq, restored=self.mean.expand_as(images))
-'''
+def documented_method() -> str:
+    """The complete example method of docs/methods.md ("Adding a method")."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_adding_a_method_is_one_new_file(package_copy, tiny_dataset, tmp_path):
     before = all_hashes()
-    (package_copy / "methods" / "mean_image.py").write_text(METHOD)
+    (package_copy / "methods" / "mean_image.py").write_text(documented_method())
     after = all_hashes()
     assert {k: after[k] for k in before} == before  # no other stage or method changed
     assert {"train:mean_image", "evaluate:mean_image"} <= set(after)
