@@ -29,7 +29,7 @@ ROOT = PACKAGE.parent
 STAGES = {
     "synth": "sagan.data.synthetic",
     "prepare": "sagan.data.ingest",
-    "splits": "sagan.data.ingest",
+    "splits": "sagan.data.splits",
     "train": "sagan.trainer",
     "evaluate": "sagan.evaluate",
     "tables": "sagan.report.tables",

@@ -103,7 +103,8 @@ GAN = {f"{s}:{m}" for s in ("train", "evaluate") for m in ("sagan", "brainomaly"
     [
         ("report/figures.py", {"figures"}),
         ("reference/paper_values.yaml", {"tables"}),
-        ("data/synthetic.py", {"synth"}),
+        ("data/synthetic/chest.py", {"synth"}),
+        ("data/archives.py", {"synth", "prepare"}),
         ("methods/ae.py", {"train:ae", "evaluate:ae"}),
         ("models/generator.py", GAN),
         ("evaluate.py", {f"evaluate:{m}" for m in ("ae", "base", "brainomaly", "gan", "sagan")}),

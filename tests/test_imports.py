@@ -22,7 +22,8 @@ from tests.run_fakes import make_experiment
 FLOORS = {
     "sagan": 1, "sagan.errors": 1, "sagan.atomic": 1, "sagan.experiments": 1,
     "sagan.config": 2,
-    "sagan.models": 3, "sagan.losses": 3, "sagan.fpi": 3, "sagan.data": 3,
+    "sagan.models": 3, "sagan.losses": 3, "sagan.fpi": 3, "sagan.data": 3, "sagan.stats": 3,
+    "sagan.localization": 3,
     "sagan.methods": 4,
     "sagan.scoring": 5, "sagan.runtime": 5, "sagan.fingerprint": 5,
     "sagan.trainer": 6, "sagan.evaluate": 6, "sagan.report": 6, "sagan.cli": 6,
