@@ -25,6 +25,11 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/targets.smk"
 
 
+# Before any job runs (not in a dry run): stop with one message if a real dataset cannot be fetched.
+onstart:
+    check_sources_or_stop()
+
+
 # Every table and figure of the experiment (results/<name>/).
 rule all:
     input:

@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/train_speed.py [--preset paper|demo] [--batch 64] [--iters 3] [--device cpu|cuda]
 Uses random in-memory images of the preset's size (speed does not depend on the pixel values); the
-timed loop is the trainer's own (BatchMaker slices device tensors, FPI on the device, method step).
+timed loop is the trainer's own (BatchMaker slices device tensors and applies the method's transform
+on the device, method step).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import time
 import numpy as np
 import torch
 
-from sagan.config import resolve_config
 from sagan.data.loading import TrainingData
 from sagan.methods import method_names
-from sagan.trainer import BatchMaker, build_method
+from sagan.runtime import build_method, resolve_config
+from sagan.trainer import BatchMaker
 
 
 def bench(method: str, preset: str, batch: int, iters: int, device: torch.device, amp: bool) -> dict:
@@ -31,7 +32,7 @@ def bench(method: str, preset: str, batch: int, iters: int, device: torch.device
     m = build_method(cfg, device)
     m.train()
     rng = torch.Generator(device=device).manual_seed(0)
-    batches = BatchMaker(data, cfg, device)
+    batches = BatchMaker(data, cfg, device, m.transform())
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     n_critic = getattr(cfg.model, "n_critic", 1)
     warm = n_critic  # one full D+G cycle before timing

@@ -1,7 +1,8 @@
 """`sagan` command line: the one entry point used by users, tests, Snakemake and DVC.
 
-Each sub-command parses its arguments here and calls one function of the package (imported lazily,
-so that `sagan methods` or `sagan tables` do not pay for importing torch).
+Each sub-command parses its arguments here and calls one function of the package, imported only
+when the command runs: the data and report commands (`sagan tables`, `sagan synth`, ...) never
+import torch (tests/test_imports.py checks `sagan tables`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from sagan.errors import SaganError
 
 # sub-command -> "module:function"; each function takes the parsed argparse.Namespace
 HANDLERS = {
@@ -25,6 +28,7 @@ HANDLERS = {
     "compare-paper": "sagan.report.checks:cli_compare_paper",
     "figures": "sagan.report.figures:cli_figures",
     "check-sources": "sagan.data.download:cli_check_sources",
+    "fingerprint": "sagan.fingerprint:cli_fingerprint",
 }
 
 OVERWRITE_HELP = (
@@ -85,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train (or resume) one run")
     s.add_argument("--data", required=True, help="prepared dataset folder")
     s.add_argument("--method", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=None, help="run seed (default: the --config file's, else 0)")
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -117,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("figures", help="heatmaps, ROC/PR, AR curves and training curves")
     s.add_argument("--results", required=True)
     s.add_argument("--out", required=True)
+
+    s = sub.add_parser("fingerprint", help="write the code fingerprint of each workflow stage (for DVC)")
+    s.add_argument("--out", required=True, help="folder that receives one file per stage")
     return p
 
 
@@ -125,8 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from sagan.errors import SaganError
-
     module, func = HANDLERS[args.command].split(":")
     try:
         rc = getattr(importlib.import_module(module), func)(args)

@@ -1,9 +1,11 @@
 """Run configuration: typed, validated, resolved in one place and saved with every run.
 
-Resolution order: dataclass defaults (the paper's values) -> preset (`paper` | `demo`) ->
-config file (YAML, nested sections) -> `--set section.key=value` overrides.
+Resolution order: dataclass defaults (the paper's values) -> the generic preset (`paper` | `demo`,
+below) -> the method's `PRESETS[preset]` -> config file (YAML, nested sections) -> `--set
+section.key=value` overrides -> explicit command-line values (`--seed`).
 Method-specific settings (network widths, learning rates, loss weights) live in the method's own
-dataclass (see `sagan.methods`); generic settings live here.
+`Config` dataclass, handed to `build_config` with the method's presets (`sagan.runtime.resolve_config`
+looks both up in the registry); generic settings live here.
 """
 
 from __future__ import annotations
@@ -41,8 +43,14 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     device: str = choice("auto", ("auto", "cpu", "cuda"))
-    amp: str = choice("none", ("none", "bf16"))  # optional bf16 autocast (cuda)
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    amp: str = choice("none", ("none", "bf16"))  # optional bf16 autocast
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default (not part of a run's identity)
+    # learning-rate schedule, applied by the trainer to every optimiser from its initial lr:
+    # "linear": the SAGAN paper's intent, decay toward 0 over the last half, in steps every
+    # lr_decay_every iterations; "official": the authors' code (subtracts lr/decay_iters per step:
+    # nearly constant); "none": constant. Methods choose theirs in their PRESETS.
+    lr_decay: str = choice("none", ("linear", "official", "none"))
+    lr_decay_every: int = 1000
 
 
 @dataclass
@@ -57,7 +65,7 @@ class EvalConfig:
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
-# Presets change budgets here and model sizes in each method's own DEMO dict.
+# Generic presets: budgets. Each method adds its own settings per preset (`Method.PRESETS`).
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # demo: 32 px images, small networks and 160 iterations: about half a CPU-minute a run, so that
@@ -173,35 +181,27 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resolve_config(
+def build_config(
     method: str,
-    seed: int = 0,
+    model_config: type,
+    method_presets: dict[str, dict[str, Any]],
+    seed: int | None = None,
     preset: str = "paper",
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Build the fully resolved, validated configuration of one run."""
-    from sagan.methods import get_method  # late import: methods import this module
-
+    """Build the fully resolved, validated configuration of one run of `method`, whose settings are
+    the dataclass `model_config` and whose presets are `method_presets`. `seed`, when given, wins
+    over a seed in the config file or the overrides (default 0)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    method_cls = get_method(method)
-    cfg = RunConfig(method=method, seed=int(seed), preset=preset, model=method_cls.Config())
+    cfg = RunConfig(method=method, seed=0, preset=preset, model=model_config())
 
-    layers: list[dict[str, Any]] = [PRESETS[preset]]
-    if preset == "demo":
-        layers.append({f"model.{k}": v for k, v in method_cls.DEMO.items()})
+    layers: list[dict[str, Any]] = [PRESETS[preset], method_presets.get(preset, {})]
     if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path}: expected a mapping of sections (model, data, train, eval)"
-            )
-        layers.append(flatten(loaded))
+        layers.append(flatten(_read_config_file(Path(config_file))))
     layers.append(overrides or {})
+    layers.append({} if seed is None else {"seed": seed})
 
     for layer in layers:
         for key, value in layer.items():
@@ -209,7 +209,7 @@ def resolve_config(
             if key in ("method", "preset"):
                 continue  # chosen on the command line; a saved config may repeat them
             if key == "seed":
-                cfg.seed = int(value)
+                cfg.seed = _coerce(value, 0, "seed")
                 continue
             if section == "model":
                 target = cfg.model
@@ -226,10 +226,24 @@ def resolve_config(
     parse_anomaly_ratio(cfg.data.anomaly_ratio)  # validate
     if hasattr(cfg.model, "validate"):
         cfg.model.validate()
-    for name in ("iterations", "batch_size", "log_every", "checkpoint_every"):
+    for name in ("iterations", "batch_size", "log_every", "checkpoint_every", "lr_decay_every"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1")
     return cfg
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}; fix its syntax") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections (model, data, train, eval)")
+    return loaded
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -1,59 +1,64 @@
 """The one trainer shared by every method.
 
 Seeds every random source from the run seed, is deterministic on CPU, device-agnostic (optional bf16
-autocast on CUDA), logs losses to train_log.csv, checkpoints atomically every K iterations and, when
-started again on the same run folder (after a crash or SIGKILL), resumes from the last checkpoint so
-that the final scores equal those of an uninterrupted run.
+autocast), applies the learning-rate schedule to every optimiser, logs losses to train_log.csv,
+checkpoints atomically every K iterations and, when started again on the same run folder (after a
+crash or SIGKILL), resumes from the last checkpoint so that the final scores equal those of an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 import yaml
 
 from sagan.atomic import write_atomic
-from sagan.config import RunConfig, flatten, resolve_config, save_config
+from sagan.config import RunConfig, parse_set, save_config
 from sagan.data.loading import EpochSampler, TrainingData, load_training_data, to_unit_range
 from sagan.errors import ConfigError, TrainingError
-from sagan.fpi import foreign_patch_interpolation
-from sagan.methods import Batch, Method, get_method
+from sagan.experiments import SEMI_SUPERVISED
+from sagan.methods import Batch, Method
+from sagan.methods.base import Transform
+from sagan.runtime import (
+    build_method,
+    identity_config,
+    identity_differences,
+    resolve_config,
+    resolve_device,
+    run_identity,
+    set_threads,
+)
+from sagan.scoring import image_metrics, score_images
 
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)  # network initialisation
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-
-
-def build_method(cfg: RunConfig, device: torch.device) -> Method:
-    seed_everything(cfg.seed)
-    return get_method(cfg.method)(cfg.model, cfg.data.image_size, cfg.train.iterations).to(device)
+def lr_factor(step: int, iterations: int, mode: str, every: int) -> float:
+    """Learning-rate multiplier at a (0-based) step; decay acts over the last half of the run."""
+    start = iterations // 2
+    if mode == "none" or step < start:
+        return 1.0
+    updates = (step - start) // every  # completed decay steps
+    if mode == "official":
+        return 1.0 - updates / max(iterations - start, 1)
+    return max(0.0, 1.0 - updates * every / max(iterations - start, 1))
 
 
 class BatchMaker:
-    """Slices the iteration's batches from device tensors and applies FPI (batched, seeded)."""
+    """Slices the iteration's batches from device tensors and applies the method's pseudo-anomaly
+    transform (batched, seeded)."""
 
-    def __init__(self, data: TrainingData, cfg: RunConfig, device: torch.device):
+    def __init__(self, data: TrainingData, cfg: RunConfig, device: torch.device, transform: Transform | None):
         b = cfg.train.batch_size
-        self.data = data
+        self.data, self.transform = data, transform
         self.normal = EpochSampler(len(data.normal), b, cfg.seed, salt=1, device=device)
         self.unlabeled = (
             EpochSampler(len(data.unlabeled), b, cfg.seed, salt=2, device=device)
@@ -62,44 +67,10 @@ class BatchMaker:
         )
 
     def __call__(self, t: int, rng: torch.Generator) -> Batch:
-        x_n = to_unit_range(self.data.normal[self.normal.indices(t)])
+        x_n = to_unit_range(self.data.normal[self.normal.indices(t)])  # (B, 1, H, W)
         x_u = to_unit_range(self.data.unlabeled[self.unlabeled.indices(t)]) if self.unlabeled else None
-        x_p, mask = foreign_patch_interpolation(x_n, rng)
+        x_p, mask = self.transform(x_n, rng) if self.transform else (None, None)
         return Batch(normal=x_n, unlabeled=x_u, pseudo=x_p, pseudo_mask=mask)
-
-
-# Source files whose change invalidates a checkpoint (the training code path of every method).
-TRAINING_CODE = [
-    "config.py",
-    "trainer.py",
-    "fpi.py",
-    "losses.py",
-    "methods",
-    "models",
-    "data/loading.py",
-    "data/prepared.py",
-    "data/splits.py",
-]
-
-
-def code_fingerprint() -> str:
-    """sha256 over the training code, so a checkpoint is never resumed by different code."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for entry in TRAINING_CODE:
-        for f in sorted((root / entry).rglob("*.py")) if (root / entry).is_dir() else [root / entry]:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
-def data_fingerprint(root: str | Path) -> str:
-    """sha256 of a prepared dataset's files (images, index, split), so new data never resumes old training."""
-    h = hashlib.sha256()
-    for name in ("images.npy", "index.csv", "split.json"):
-        with open(Path(root) / name, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 24), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def _save(obj: dict, path: Path) -> None:
@@ -112,47 +83,73 @@ def _write_log(rows: list[dict], path: Path) -> None:
     write_atomic(path, pd.DataFrame(rows).to_csv(index=False))
 
 
-def prepare_run_dir(run: Path, cfg: RunConfig) -> None:
-    """Save the resolved config; refuse to resume a run folder trained with another configuration."""
+def check_run_dir(run: Path, cfg: RunConfig) -> None:
+    """Refuse a run folder that holds a run of another configuration (thread counts may differ)."""
     path = run / "config.yaml"
     if path.is_file():
-        old, new = flatten(yaml.safe_load(path.read_text()) or {}), flatten(cfg.to_dict())
+        try:
+            saved = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raise ConfigError(f"{path} is not valid YAML; use a new --out folder") from None
+        old, new = identity_config(saved if isinstance(saved, dict) else {}), identity_config(cfg.to_dict())
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             raise ConfigError(
                 f"{run} holds a run with a different configuration (differs in {', '.join(diff)}); "
                 "use a new --out folder, or delete the old run to retrain it"
             )
-    save_config(cfg, path)
+
+
+def resume_state(last: Path, identity: dict[str, Any]) -> dict | None:
+    """The last checkpoint, if it belongs to this run's identity (else None: train from scratch)."""
+    if not last.is_file():
+        return None
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    changed = identity_differences(state, identity)
+    if changed:
+        log.warning(
+            "%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed)
+        )
+        return None
+    return state
+
+
+def training_data(method: Method, cfg: RunConfig, device: torch.device) -> TrainingData:
+    """The run's images on the device; the unlabelled set only for the methods that learn from it."""
+    semi = method.group == SEMI_SUPERVISED
+    data = load_training_data(cfg.data.path, cfg.data, device, need_unlabeled=semi)
+    if len(data.normal) < 2:
+        raise ConfigError(f"{cfg.data.path}: need at least two labelled normal training images")
+    return data
+
+
+def set_learning_rates(method: Method, base_lrs: dict[str, list[float]], factor: float) -> None:
+    """The schedule acts on every optimiser of the method, from its initial learning rates."""
+    for name, opt in method.optimizers.items():
+        for group, lr0 in zip(opt.param_groups, base_lrs[name]):
+            group["lr"] = lr0 * factor
 
 
 def train(run: str | Path, cfg: RunConfig) -> Path:
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    prepare_run_dir(run, cfg)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+    check_run_dir(run, cfg)
+    set_threads(cfg)
     device = resolve_device(cfg.train.device)
-    data = load_training_data(cfg.data.path, cfg.data, device)
-    if len(data.normal) < 2:
-        raise ConfigError(f"{cfg.data.path}: need at least two labelled normal training images")
     method = build_method(cfg, device)
+    data = training_data(method, cfg, device)
+    run.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run / "config.yaml")
     method.train()
-    opts = method.optimizers()
+    opts = method.optimizers
+    base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in opts.items()}
     rng = torch.Generator(device=device).manual_seed(cfg.seed)
-    batches = BatchMaker(data, cfg, device)
+    batches = BatchMaker(data, cfg, device, method.transform())
 
     ckpt_dir = run / "checkpoints"
     last = ckpt_dir / "last.pt"
     start, rows, oracle = 0, [], {"auc": -1.0, "ap": -1.0, "iteration": 0}
-    identity = {"config": cfg.to_dict(), "code": code_fingerprint(), "data": data_fingerprint(cfg.data.path)}
-    state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else None
-    if state is not None and any(state.get(k) != v for k, v in identity.items()):
-        changed = [k for k, v in identity.items() if state.get(k) != v]
-        log.warning(
-            "%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed)
-        )
-        state = None
+    identity = run_identity(cfg)
+    state = resume_state(last, identity)
     if state is not None:
         method.load_state_dict(state["model"])
         for name, opt in opts.items():
@@ -165,12 +162,18 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
     total = cfg.train.iterations
     for t in range(start, total):
+        set_learning_rates(
+            method, base_lrs, lr_factor(t, total, cfg.train.lr_decay, cfg.train.lr_decay_every)
+        )
         with amp:
             losses = method.training_step(batches(t, rng), t, rng)
         values = torch.stack([v.float() for v in losses.values()])
         if not bool(torch.isfinite(values).all()):
             bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v))}
-            raise TrainingError(f"non-finite loss at iteration {t + 1}: {bad}; the run stopped ({run})")
+            raise TrainingError(
+                f"non-finite loss at iteration {t + 1}: {bad}; the run stopped ({run}). Lower the learning "
+                "rates (model.lr*) or check the data"
+            )
         done = t + 1
         if done % cfg.train.log_every == 0 or done == total:
             row = {"iteration": done, **{k: float(v) for k, v in losses.items()}}
@@ -181,10 +184,10 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
                 "it %d/%d %s",
                 done,
                 total,
-                " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "iteration"),
+                " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "iteration"),
             )
         if cfg.eval.selection == "test-oracle" and (done % cfg.eval.select_every == 0 or done == total):
-            oracle = _oracle_step(method, data, cfg, rng, done, oracle, ckpt_dir)
+            oracle = _oracle_step(method, data, cfg, done, oracle, ckpt_dir, identity)
         if done % cfg.train.checkpoint_every == 0 or done == total:
             state = {
                 "iteration": done,
@@ -203,28 +206,22 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
 
 
 def _oracle_step(
-    method: Method, data: TrainingData, cfg: RunConfig, rng, done: int, best: dict, ckpt_dir: Path
+    method: Method, data: TrainingData, cfg: RunConfig, done: int, best: dict, ckpt_dir: Path, identity: dict
 ) -> dict:
     """The authors' protocol: evaluate on the TEST set, keep the checkpoint whose AUC and AP are both >= the best."""
-    from sagan.evaluate import metrics, score_images
-
     method.eval()
-    scores = score_images(method, data.test, cfg.eval.batch_size, cfg, rng_seed=cfg.seed)["score"]
+    scores = score_images(method, data.test, cfg.eval.batch_size, cfg.seed)["score"]
     method.train()
-    m = metrics(data.test_labels, scores)
+    m = image_metrics(data.test_labels, scores)
     history = best.get("history", []) + [{"iteration": done, **m}]
     if m["auc"] >= best["auc"] and m["ap"] >= best["ap"]:  # >= as in the authors' code: a tie keeps the later
         best = {"auc": m["auc"], "ap": m["ap"], "iteration": done}
-        _save(
-            {"iteration": done, "model": method.state_dict(), "config": cfg.to_dict()}, ckpt_dir / "oracle.pt"
-        )
+        _save({"iteration": done, "model": method.state_dict(), **identity}, ckpt_dir / "oracle.pt")
     write_atomic(ckpt_dir.parent / "selection_log.csv", pd.DataFrame(history).to_csv(index=False))
     return {**best, "history": history}
 
 
-def cli_train(args) -> int:
-    from sagan.config import parse_set
-
+def cli_train(args: Any) -> int:
     overrides = parse_set(args.overrides)
     overrides["data.path"] = args.data
     cfg = resolve_config(args.method, args.seed, args.preset, args.config, overrides)

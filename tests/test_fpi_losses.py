@@ -4,7 +4,7 @@ import torch
 
 from sagan.fpi import foreign_patch_interpolation, fpi_boxes
 from sagan.losses import anomaly_map, anomaly_score, gradient_penalty
-from sagan.methods.gan import lr_factor
+from sagan.trainer import lr_factor
 
 
 def test_fpi_box_sizes_and_positions_follow_the_code():

@@ -1,4 +1,5 @@
-"""The shared trainer and evaluator: determinism, resume after SIGKILL, errors, every method."""
+"""The shared trainer and evaluator, run for real on a tiny prepared dataset: every method end to end,
+determinism, resume after SIGKILL, the run identity, errors, test-oracle, "0_u", bf16, the schedule."""
 
 from __future__ import annotations
 
@@ -10,44 +11,43 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
 from sagan.cli import main as cli
-from sagan.config import resolve_config
-from sagan.errors import ConfigError, TrainingError
+from sagan.errors import ConfigError, DatasetError, TrainingError
 from sagan.evaluate import evaluate_run
 from sagan.methods import method_names
-from sagan.trainer import train
+from sagan.runtime import resolve_config
+from sagan.trainer import lr_factor, train
 
 FAST = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=2"]
+SMALL = {"data.image_size": 32, "train.batch_size": 4, "train.threads": 1}
 
 
 def sagan_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sagan.cli", *args]
 
 
+def train_args(tiny, method="sagan", iters=6, extra=()) -> list[str]:
+    args = ["--data", str(tiny), "--method", method, "--seed", "0", "--preset", "demo"]
+    for s in [*FAST, f"train.iterations={iters}", "train.checkpoint_every=2", *extra]:
+        args += ["--set", s]
+    return args
+
+
 def run_cli(tiny, out, method="sagan", iters=6, extra=()):
-    sets = [*FAST, f"train.iterations={iters}", "train.checkpoint_every=2", *extra]
-    argv = [
-        "train",
-        "--data",
-        str(tiny),
-        "--method",
-        method,
-        "--seed",
-        "0",
-        "--out",
-        str(out),
-        "--preset",
-        "demo",
-    ]
-    for s in sets:
-        argv += ["--set", s]
-    assert cli(argv) == 0
+    assert cli(["train", *train_args(tiny, method, iters, extra), "--out", str(out)]) == 0
     assert cli(["evaluate", str(out)]) == 0
+
+
+def small_config(tiny, method="sagan", **changes):
+    return resolve_config(
+        method, 0, "demo", None, {"data.path": str(tiny), "train.iterations": 4, **SMALL, **changes}
+    )
 
 
 @pytest.mark.parametrize("method", method_names())
@@ -59,6 +59,7 @@ def test_every_registered_method_trains_and_scores(tiny_dataset, tmp_path, metho
     m = json.loads((tmp_path / method / "metrics.json").read_text())
     assert 0 <= m["auc"] <= 1 and 0 <= m["ap"] <= 1 and m["selection"] == "last" and m["method"] == method
     cfg = yaml.safe_load((tmp_path / method / "config.yaml").read_text())
+    assert m["model"] == cfg["model"]  # the model settings, whole
     assert (
         cfg["method"] == method
         and cfg["train"]["iterations"] == 6
@@ -74,6 +75,10 @@ def test_same_command_twice_gives_identical_scores(tiny_dataset, tmp_path):
     for name in ("a", "b"):
         run_cli(tiny_dataset, tmp_path / name)
     assert (tmp_path / "a" / "scores.csv").read_bytes() == (tmp_path / "b" / "scores.csv").read_bytes()
+
+
+def test_another_setting_gives_other_scores(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "a")
     run_cli(tiny_dataset, tmp_path / "c", extra=["model.gate_p=0.5"])
     assert (tmp_path / "a" / "scores.csv").read_bytes() != (tmp_path / "c" / "scores.csv").read_bytes()
 
@@ -106,22 +111,23 @@ def test_resume_after_sigkill_gives_identical_final_scores(tiny_dataset, tmp_pat
 
 
 def test_non_finite_loss_stops_with_iteration_and_loss(tiny_dataset, tmp_path):
-    cfg = resolve_config(
-        "sagan",
-        0,
-        "demo",
-        None,
-        {
-            "data.path": str(tiny_dataset),
-            "model.lr_d": 1e30,
-            "model.lr_g": 1e30,
-            "train.iterations": 50,
-            "data.image_size": 32,
-            "train.batch_size": 4,
-        },
-    )
+    cfg = small_config(tiny_dataset, **{"model.lr_d": 1e30, "model.lr_g": 1e30, "train.iterations": 50})
     with pytest.raises(TrainingError, match=r"non-finite loss at iteration \d+: \{'"):
         train(tmp_path / "nan", cfg)
+
+
+def test_non_finite_loss_on_the_command_line_is_one_line_with_status_2(tiny_dataset, tmp_path):
+    args = train_args(tiny_dataset, iters=50, extra=["model.lr_d=1e30", "model.lr_g=1e30"])
+    done = subprocess.run(
+        sagan_cmd("train", *args, "--out", str(tmp_path / "nan")), capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("sagan train: error: non-finite loss at iteration")
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    debug = subprocess.run(
+        sagan_cmd("--debug", "train", *args, "--out", str(tmp_path / "nan2")), capture_output=True, text=True
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "TrainingError" in debug.stderr
 
 
 def test_test_oracle_selection_is_labelled_and_reports_the_gap(tiny_dataset, tmp_path):
@@ -150,21 +156,30 @@ def test_zero_u_setting_trains_without_unlabelled_data(tiny_dataset, tmp_path):
 
 
 def test_rerun_with_other_config_is_refused(tiny_dataset, tmp_path):
-    run_cli(tiny_dataset, tmp_path / "r")
+    train(tmp_path / "r", small_config(tiny_dataset))
     with pytest.raises(ConfigError, match="different configuration.*train.iterations"):
-        resolve_and_train = resolve_config(
-            "sagan", 0, "demo", None, {"data.path": str(tiny_dataset), "train.iterations": 7}
-        )
-        train(tmp_path / "r", resolve_and_train)
+        train(tmp_path / "r", small_config(tiny_dataset, **{"train.iterations": 7}))
+
+
+def test_rerun_with_other_thread_count_resumes(tiny_dataset, tmp_path, caplog):
+    # Snakemake sets train.threads from --cores: another count must keep the progress made
+    run = tmp_path / "t"
+    train(run, small_config(tiny_dataset))
+    caplog.set_level("INFO")
+    train(run, small_config(tiny_dataset, **{"train.threads": 2}))
+    assert "resuming" in caplog.text and "from scratch" not in caplog.text
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 2
+    assert evaluate_run(run)["iteration"] == 4  # and the evaluator trusts the checkpoint
 
 
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--method", "nope"], "unknown method 'nope'; registered methods: ae, brainomaly, sagan"),
+        (["--method", "nope"], "unknown method 'nope'; registered methods: " + ", ".join(method_names())),
         (["--set", "model.nope=1"], "unknown config key 'model.nope'; allowed in model:"),
         (["--set", "model.network=foo"], "choose one of paper, authors"),
         (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),
+        (["--set", "train.lr_decay=cosine"], "choose one of linear, official, none"),
         (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
         (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo"),
     ],
@@ -182,20 +197,13 @@ def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, m
     assert message in err and len(err.splitlines()) == 1
 
 
-def test_evaluate_unfinished_run_says_how_to_resume(tiny_dataset, tmp_path, capsys):
+def test_evaluate_unfinished_run_says_how_to_resume(tiny_dataset, tmp_path):
     run = tmp_path / "u"
-    cfg = resolve_config(
-        "sagan",
-        0,
-        "demo",
-        None,
-        {"data.path": str(tiny_dataset), "train.iterations": 4, "data.image_size": 32, "train.batch_size": 4},
-    )
-    train(run, cfg)
+    train(run, small_config(tiny_dataset))
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     state["iteration"] = 2
     torch.save(state, run / "checkpoints" / "last.pt")
-    with pytest.raises(Exception, match="training did not finish"):
+    with pytest.raises(DatasetError, match="training did not finish"):
         evaluate_run(run)
 
 
@@ -207,8 +215,6 @@ def test_methods_command_lists_registry(capsys):
 
 def test_maps_for_figures(tiny_dataset, tmp_path):
     run_cli(tiny_dataset, tmp_path / "m")
-    import numpy as np
-
     z = np.load(tmp_path / "m" / "maps.npz")
     assert z["images"].shape == z["restored"].shape == z["maps"].shape == (12, 32, 32)
     assert (z["maps"] >= 0).all() and (z["maps"] <= 1).all()
@@ -216,30 +222,83 @@ def test_maps_for_figures(tiny_dataset, tmp_path):
     assert Path(tmp_path / "m" / "checkpoints" / "last.pt").is_file()
 
 
-def test_bf16_autocast_option_trains(tiny_dataset, tmp_path):
-    run_cli(tiny_dataset, tmp_path / "bf16", iters=2, extra=["train.amp=bf16"])
-    assert yaml.safe_load((tmp_path / "bf16" / "config.yaml").read_text())["train"]["amp"] == "bf16"
+def conv_output_dtypes(tiny, tmp_path, amp: str) -> set[torch.dtype]:
+    """Output dtypes of every convolution run in training mode during a real training run."""
+    seen: set[torch.dtype] = set()
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Conv2d) and module.training and torch.is_grad_enabled():
+            seen.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        train(tmp_path / amp, small_config(tiny, **{"train.iterations": 2, "train.amp": amp}))
+    finally:
+        handle.remove()
+    return seen
 
 
-def test_checkpoint_of_other_code_or_data_is_not_resumed(tiny_dataset, tmp_path, caplog):
-    cfg = resolve_config(
-        "sagan",
-        0,
-        "demo",
-        None,
-        {"data.path": str(tiny_dataset), "train.iterations": 4, "data.image_size": 32, "train.batch_size": 4},
-    )
+def test_bf16_option_runs_the_training_step_in_bf16(tiny_dataset, tmp_path):
+    assert conv_output_dtypes(tiny_dataset, tmp_path, "bf16") == {torch.bfloat16}
+    assert conv_output_dtypes(tiny_dataset, tmp_path, "none") == {torch.float32}
+
+
+def test_checkpoint_of_the_same_identity_is_resumed(tiny_dataset, tmp_path, caplog):
+    cfg = small_config(tiny_dataset)
+    train(tmp_path / "fp", cfg)
+    caplog.set_level("INFO")
+    train(tmp_path / "fp", cfg)  # same config, code and data: resumes at the end, nothing to do
+    assert "resuming" in caplog.text and "from scratch" not in caplog.text
+
+
+@pytest.mark.parametrize("key", ["config", "code", "data"])
+def test_checkpoint_of_another_identity_is_not_resumed(tiny_dataset, tmp_path, caplog, key):
+    cfg = small_config(tiny_dataset)
     run = tmp_path / "fp"
     train(run, cfg)
     ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, weights_only=False)
+    state[key] = "something else"
+    torch.save(state, ckpt)
     caplog.set_level("INFO")
-    train(run, cfg)  # same config, code and data: resumes at the end, nothing to do
-    assert "resuming" in caplog.text and "from scratch" not in caplog.text
-    for key in ("code", "data"):
-        state = torch.load(ckpt, weights_only=False)
-        state[key] = "something else"
-        torch.save(state, ckpt)
-        caplog.clear()
-        train(run, cfg)
-        assert f"made with other {key}; training from scratch" in caplog.text
-        assert torch.load(ckpt, weights_only=False)[key] != "something else"
+    train(run, cfg)
+    assert f"made with other {key}; training from scratch" in caplog.text
+    assert torch.load(ckpt, weights_only=False)[key] != "something else"
+
+
+@pytest.mark.parametrize("key", ["config", "code", "data"])
+def test_evaluate_refuses_a_checkpoint_of_another_identity(tiny_dataset, tmp_path, key):
+    run = tmp_path / "ev"
+    train(run, small_config(tiny_dataset))
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    state[key] = "something else"
+    torch.save(state, run / "checkpoints" / "last.pt")
+    with pytest.raises(DatasetError, match=rf"last.pt was made with other {key} than .*run `sagan train` on"):
+        evaluate_run(run)
+
+
+@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("schedule", ["linear", "official"])
+def test_trainer_applies_the_schedule_to_every_optimiser(tiny_dataset, tmp_path, method, schedule):
+    sets = {
+        "train.iterations": 8,
+        "train.log_every": 1,
+        "train.lr_decay": schedule,
+        "train.lr_decay_every": 2,
+    }
+    cfg = small_config(tiny_dataset, method, **sets)
+    log = pd.read_csv(train(tmp_path / method, cfg) / "train_log.csv")
+    lr0 = {c: log[c].iloc[0] for c in log.columns if c.startswith("lr_")}
+    assert lr0, "no learning rate logged"
+    for name, first in lr0.items():
+        expected = [first * lr_factor(it - 1, 8, schedule, 2) for it in log["iteration"]]
+        assert log[name].tolist() == pytest.approx(expected, rel=1e-12), name
+        assert log[name].iloc[-1] < first
+
+
+@pytest.mark.parametrize("preset", ["paper", "demo"])
+def test_presets_keep_each_method_s_schedule(preset):
+    # the GANs decay linearly over the last half, the AE keeps a constant learning rate
+    assert resolve_config("sagan", 0, preset).train.lr_decay == "linear"
+    assert resolve_config("brainomaly", 0, preset).train.lr_decay == "linear"
+    assert resolve_config("ae", 0, preset).train.lr_decay == "none"

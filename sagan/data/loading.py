@@ -50,8 +50,15 @@ class TrainingData:
 
 
 def load_training_data(
-    root: str, cfg: DataConfig, device: torch.device, need_train: bool = True, need_val: bool = False
+    root: str,
+    cfg: DataConfig,
+    device: torch.device,
+    need_train: bool = True,
+    need_unlabeled: bool = True,
+    need_val: bool = False,
 ) -> TrainingData:
+    """The test set, and for training the labelled normals and (if `need_unlabeled`) the unlabelled set
+    of the configured anomaly ratio, as uint8 tensors on the device."""
     ds = load_prepared(root)
     images = resize_images(ds.images, cfg.image_size)
 
@@ -63,7 +70,8 @@ def load_training_data(
     test_names = list(split["test"]["0"]) + list(split["test"]["1"])
     test_rows = ds.rows(test_names)
     normal = rows_to_device(ds.rows(split["train"]["0"])) if need_train else torch.empty(0)
-    unlabeled = rows_to_device(ds.rows(unl["names"])) if need_train and unl["names"] else None
+    load_unl = need_train and need_unlabeled and unl["names"]
+    unlabeled = rows_to_device(ds.rows(unl["names"])) if load_unl else None
     val = validation_split(split) if need_val else None
     return TrainingData(
         dataset=ds,

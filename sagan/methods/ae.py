@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from sagan.errors import ConfigError
+from sagan.experiments import NORMAL_ONLY
 from sagan.methods import register
-from sagan.methods.base import Batch, Method
+from sagan.methods.base import Batch, Method, Prediction
 from sagan.models.autoencoder import AutoEncoder
 
 
@@ -34,34 +35,28 @@ class AE(Method):
     """Convolutional autoencoder on normal images; anomaly score = reconstruction error."""
 
     name = "ae"
+    group = NORMAL_ONLY
     Config = AEConfig
-    DEMO = {"conv_dim": 8}
-    uses_unlabeled = False
-    group = "normal only"
+    # a constant learning rate (the trainer's default schedule, "none"), in both presets
+    PRESETS = {"demo": {"model.conv_dim": 8}}
 
     def __init__(self, cfg: AEConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size)
+        super().__init__(cfg, image_size, iterations)
         if image_size % 2**cfg.depth:
             raise ConfigError(f"image size {image_size} must be divisible by 2**model.depth = {2**cfg.depth}")
         self.net = AutoEncoder(image_size, cfg.conv_dim, cfg.latent_dim, cfg.depth)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        if not hasattr(self, "_opts"):
-            self._opts = {
-                "ae": torch.optim.Adam(self.net.parameters(), self.cfg.lr, (self.cfg.beta1, self.cfg.beta2))
-            }
-        return self._opts
+        self.optimizers = {"ae": torch.optim.Adam(self.net.parameters(), cfg.lr, (cfg.beta1, cfg.beta2))}
 
     def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
         loss = ((self.net(batch.normal) - batch.normal) ** 2).mean()
-        opt = self.optimizers()["ae"]
+        opt = self.optimizers["ae"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return {"rec_loss": loss.detach()}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
         restored = self.net(images)
         sq = (images - restored) ** 2 / 4  # in [0, 1] for images in [-1, 1]
-        return {"score": sq.flatten(1).mean(1), "restored": restored, "map": sq}
+        return Prediction(score=sq.flatten(1).mean(1), map=sq, restored=restored)

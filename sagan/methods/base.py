@@ -1,17 +1,21 @@
 """The small interface every method implements (style.md, point 3).
 
-A method owns its networks and optimisers and knows how to take one training step and how to
-score images. It never loops, logs, saves files or computes metrics: the trainer and the evaluator
-do that for every method alike.
+A method owns its networks and optimisers, names the pseudo-anomaly transform its batches need, and
+knows how to take one training step and how to score images. It never loops, logs, saves files,
+changes learning rates or computes metrics: the trainer and the evaluator do that for every method.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+# a pseudo-anomaly transform: (images (B, 1, H, W), rng) -> (pseudo anomalies, their masks (B, 1, H, W))
+Transform = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -19,36 +23,47 @@ class Batch:
     """One training iteration's inputs, already on the device, in [-1, 1], shape (B, 1, H, W)."""
 
     normal: torch.Tensor  # x_n, labelled normals
-    unlabeled: torch.Tensor | None  # x_u, None in the "0_u" setting
-    pseudo: torch.Tensor  # x_p = FPI(x_n)
-    pseudo_mask: torch.Tensor  # FPI blend mask, (B, 1, H, W)
+    unlabeled: torch.Tensor | None  # x_u; None for normal-only methods and in the "0_u" setting
+    pseudo: torch.Tensor | None  # synthetic anomalies made from x_n by the method's transform
+    pseudo_mask: torch.Tensor | None  # their per-pixel mask / label, (B, 1, H, W)
+
+
+@dataclass
+class Prediction:
+    """What a method says about a batch of images."""
+
+    score: torch.Tensor  # (B,) image-level anomaly score, higher = more anomalous
+    map: torch.Tensor | None  # (B, 1, H, W) anomaly map at the input size, if the method has one
+    restored: torch.Tensor | None  # (B, 1, H, W) restored / reconstructed image, if the method has one
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # other (B,) scores of the same model
 
 
 class Method(nn.Module):
-    """Base class: subclasses set `name`, `Config`, `DEMO` and implement the methods below."""
+    """Base class: subclasses set the class attributes and implement the methods below."""
 
-    name: ClassVar[str]
-    Config: ClassVar[type]
-    DEMO: ClassVar[dict[str, Any]] = {}  # model-config overrides of the `demo` preset
-    uses_unlabeled: ClassVar[bool] = True
-    group: ClassVar[str] = "normal + unlabelled"  # Table 2 category
+    name: ClassVar[str]  # registry key
+    group: ClassVar[str]  # Table 2 category, one of sagan.experiments.GROUPS
+    Config: ClassVar[type]  # dataclass of model settings, the paper's values as defaults
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> overrides ("model.x", "train.lr_decay")
 
-    def __init__(self, cfg: Any, image_size: int):
+    optimizers: dict[str, torch.optim.Optimizer]  # built in __init__
+
+    def __init__(self, cfg: Any, image_size: int, iterations: int):
+        """Builds the networks and `self.optimizers` (subclasses)."""
         super().__init__()
         self.cfg = cfg
         self.image_size = image_size
+        self.iterations = iterations
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        raise NotImplementedError
+    def transform(self) -> Transform | None:
+        """The pseudo-anomaly transform the trainer applies to x_n for `Batch.pseudo`, or None."""
+        return None
 
-    def schedulers(self, iterations: int) -> dict[str, Any]:
-        return {}
-
-    def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, float]:
-        """One iteration (step counts from 0). Returns named losses as detached floats."""
+    def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """One iteration (step counts from 0); returns detached 0-d loss tensors by name."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Score images: returns {"score": (B,), "restored": (B,1,H,W), "map": (B,1,H,W)}."""
+    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
+        """Score images (B, 1, H, W) in [-1, 1]; called in eval mode."""
         raise NotImplementedError

@@ -27,9 +27,8 @@ class Brainomaly(RestorationGAN):
     name = "brainomaly"
     Config = BrainomalyConfig
 
-    def __init__(self, cfg: BrainomalyConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size, iterations)
-        self.G = StarGANGenerator(cfg.conv_dim, cfg.n_res)
+    def build_generator(self) -> StarGANGenerator:
+        return StarGANGenerator(self.cfg.conv_dim, self.cfg.n_res)
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
         return self.G(x)

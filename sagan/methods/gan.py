@@ -1,7 +1,8 @@
 """What SAGAN and Brainomaly share: a restoration generator trained against a WGAN-GP critic.
 
 Fixed step order (style.md, point 5): fake -> critic step on fake.detach() with gradient penalty ->
-every n_critic-th step: freeze critic -> generator step. Learning rates follow the schedule below.
+every n_critic-th step: freeze critic -> generator step. The trainer applies the learning-rate
+schedule these methods choose in their presets (linear decay over the last half, as in the paper).
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.config import choice
 from sagan.errors import ConfigError
+from sagan.experiments import SEMI_SUPERVISED
 from sagan.losses import anomaly_map, anomaly_score, gradient_penalty, wgan_d_loss
-from sagan.methods.base import Batch, Method
+from sagan.methods.base import Batch, Method, Prediction
 from sagan.models.discriminator import Discriminator
 
 
@@ -30,63 +31,53 @@ class GANConfig:
     n_critic: int = 2  # critic steps per generator step
     lambda_gp: float = 10.0
     lambda_id: float = 1.0
-    # "linear": the paper's intent, decay toward 0 over the last half in steps every lr_decay_every;
-    # "official": the authors' code (subtracts lr/decay_iters per step: nearly constant); "none"
-    lr_decay: str = choice("linear", ("linear", "official", "none"))
-    lr_decay_every: int = 1000
 
     def validate(self) -> None:
-        if self.n_critic < 1 or self.lr_decay_every < 1:
-            raise ConfigError("model.n_critic and model.lr_decay_every must be >= 1")
+        if self.n_critic < 1:
+            raise ConfigError("model.n_critic must be >= 1")
         for name in ("conv_dim", "d_conv_dim", "d_repeat_num"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1")
 
 
-def lr_factor(step: int, iterations: int, mode: str, every: int) -> float:
-    """Learning-rate multiplier at a (0-based) step; decay acts over the last half of the run."""
-    start = iterations // 2
-    if mode == "none" or step < start:
-        return 1.0
-    updates = (step - start) // every  # completed decay steps
-    if mode == "official":
-        return 1.0 - updates / max(iterations - start, 1)
-    return max(0.0, 1.0 - updates * every / max(iterations - start, 1))
-
-
 class RestorationGAN(Method):
-    """Base of the GAN methods: subclasses build `self.G`, and implement `restore` and `generator_losses`."""
+    """Base of the GAN methods: subclasses implement `build_generator`, `restore` and `generator_losses`."""
 
-    # demo preset: a narrow generator at 32 px; the critic stays 32 wide, since an 8- or 16-wide critic
+    group = SEMI_SUPERVISED
+    # The paper decays the learning rates linearly over the last half (steps every 1000 iterations).
+    # Demo: a narrow generator at 32 px; the critic stays 32 wide, since an 8- or 16-wide critic
     # often stays dead from initialisation (gradient penalty ~1, no signal to G; benchmarks/RESULTS.md)
-    DEMO = {
-        "conv_dim": 8,
-        "d_conv_dim": 32,
-        "n_res": 2,
-        "d_repeat_num": 5,
-        "lr_g": 2e-4,
-        "lr_d": 2e-4,
-        "lr_decay_every": 20,
+    PRESETS = {
+        "paper": {"train.lr_decay": "linear"},
+        "demo": {
+            "train.lr_decay": "linear",
+            "train.lr_decay_every": 20,
+            "model.conv_dim": 8,
+            "model.d_conv_dim": 32,
+            "model.n_res": 2,
+            "model.d_repeat_num": 5,
+            "model.lr_g": 2e-4,
+            "model.lr_d": 2e-4,
+        },
     }
 
     def __init__(self, cfg: GANConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size)
-        self.iterations = iterations
+        super().__init__(cfg, image_size, iterations)
         if image_size < 2**cfg.d_repeat_num:
             raise ConfigError(
                 f"model.d_repeat_num={cfg.d_repeat_num} halves {image_size} px below 1 px; "
                 f"use model.d_repeat_num <= {max(1, image_size.bit_length() - 1)}"
             )
         self.D = Discriminator(cfg.d_conv_dim, cfg.d_repeat_num)
+        self.G = self.build_generator()
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizers = {
+            "g": torch.optim.Adam(self.G.parameters(), cfg.lr_g, betas),
+            "d": torch.optim.Adam(self.D.parameters(), cfg.lr_d, betas),
+        }
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        if not hasattr(self, "_opts"):
-            betas = (self.cfg.beta1, self.cfg.beta2)
-            self._opts = {
-                "g": torch.optim.Adam(self.G.parameters(), self.cfg.lr_g, betas),
-                "d": torch.optim.Adam(self.D.parameters(), self.cfg.lr_d, betas),
-            }
-        return self._opts
+    def build_generator(self) -> torch.nn.Module:
+        raise NotImplementedError
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
         raise NotImplementedError
@@ -102,12 +93,7 @@ class RestorationGAN(Method):
         raise NotImplementedError
 
     def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        opts = self.optimizers()
-        factor = lr_factor(step, self.iterations, self.cfg.lr_decay, self.cfg.lr_decay_every)
-        for name, lr0 in (("g", self.cfg.lr_g), ("d", self.cfg.lr_d)):
-            for group in opts[name].param_groups:
-                group["lr"] = lr0 * factor
-
+        opts = self.optimizers
         real = batch.normal
         with torch.no_grad():
             fake = self.restore(self.fake_source(batch), rng, train=True)  # x'_u
@@ -132,10 +118,8 @@ class RestorationGAN(Method):
         return out
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
         restored = self.restore(images, rng, train=False)
-        return {
-            "score": anomaly_score(images, restored),
-            "restored": restored,
-            "map": anomaly_map(images, restored),
-        }
+        return Prediction(
+            score=anomaly_score(images, restored), map=anomaly_map(images, restored), restored=restored
+        )

@@ -8,9 +8,10 @@ import torch
 
 from sagan.config import choice
 from sagan.errors import ConfigError
+from sagan.fpi import foreign_patch_interpolation
 from sagan.losses import identity_loss, restoration_loss, wgan_g_loss
 from sagan.methods import register
-from sagan.methods.base import Batch
+from sagan.methods.base import Batch, Transform
 from sagan.methods.gan import GANConfig, RestorationGAN
 from sagan.models.generator import NETWORKS, SAGANGenerator
 
@@ -42,14 +43,15 @@ class SAGAN(RestorationGAN):
     name = "sagan"
     Config = SAGANConfig
 
-    def __init__(self, cfg: SAGANConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size, iterations)
+    def build_generator(self) -> SAGANGenerator:
+        cfg = self.cfg
         n = cfg.n_patches if cfg.use_acm else 1
-        if image_size % (8 * n):
-            raise ConfigError(f"image size {image_size} must be divisible by 8 * n_patches = {8 * n}")
-        self.G = SAGANGenerator(
-            cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.network
-        )
+        if self.image_size % (8 * n):
+            raise ConfigError(f"image size {self.image_size} must be divisible by 8 * n_patches = {8 * n}")
+        return SAGANGenerator(cfg.conv_dim, cfg.n_res, cfg.n_patches, cfg.use_acm, cfg.use_arrm, cfg.network)
+
+    def transform(self) -> Transform:
+        return foreign_patch_interpolation  # x_p = FPI(x_n), the pseudo anomalies of Eq. 4
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
         gate = train or self.cfg.gate_at_test

@@ -6,16 +6,8 @@ one channel. At 64 px the output is 1x1: a global critic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
-
-
-@dataclass
-class DiscriminatorConfig:
-    conv_dim: int = 64  # first layer width (doubles every layer)
-    repeat_num: int = 6  # stride-2 convs
 
 
 class Discriminator(nn.Module):

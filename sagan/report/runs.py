@@ -9,28 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from sagan.errors import DatasetError
+from sagan.experiments import MAIN_AR, ar_tag
 
 log = logging.getLogger(__name__)
 
-# Every table except Table 4 is at the paper's anomaly ratio ("all experiments are conducted under
-# AR = 60%"); the workflow imports this value and ar_tag (workflow/rules/common.smk).
-MAIN_AR = "0.6"
-
-# Table 2 categories in the paper's order; methods declare theirs (`Method.group`).
-GROUP_ORDER = ["normal only", "normal + unlabelled"]
 DATASET_ORDER = ["rsna", "vindr", "lag"]
 DATASET_LABELS = {"rsna": "RSNA", "vindr": "VinDr-CXR", "lag": "LAG"}
 RUN_COLUMNS = [
     "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "network",
     "selection", "ap", "auc",
 ]  # fmt: skip
-
-
-def ar_tag(value: object) -> str:
-    """Canonical text of an anomaly ratio: 0.6 -> '0.6', 1.0 -> '1', None or '0_u' -> '0_u'."""
-    if value is None or str(value).lower() in ("0_u", "none"):
-        return "0_u"
-    return f"{float(value):g}"
 
 
 def ar_label(tag: str) -> str:
@@ -54,18 +42,6 @@ def dataset_sort_key(name: str) -> tuple:
     return (name.startswith("synth-"), rank, name)
 
 
-def method_group(method: str, metrics: dict) -> str:
-    """Table 2 category: from the run's metrics if recorded, else from the method registry."""
-    if metrics.get("group"):
-        return str(metrics["group"])
-    try:
-        from sagan.methods import get_method
-
-        return get_method(method).group
-    except Exception:  # an unregistered (e.g. removed) method still gets a row
-        return "other"
-
-
 def load_runs(results: str | Path) -> pd.DataFrame:
     """One row per run folder under RESULTS/runs/ that has a metrics.json (AP and AUC as fractions)."""
     results = Path(results)
@@ -73,23 +49,24 @@ def load_runs(results: str | Path) -> pd.DataFrame:
     for path in sorted((results / "runs").glob("**/metrics.json")):
         try:
             m = json.loads(path.read_text())
+            model = m["model"]  # the run's model settings, whole (`sagan evaluate`)
             rows.append(
                 {
                     "run": str(path.parent),
                     "method": str(m["method"]),
-                    "group": method_group(str(m["method"]), m),
+                    "group": str(m["group"]),
                     "dataset": str(m["dataset"]),
                     "seed": int(m["seed"]),
                     "ar": ar_tag(m.get("anomaly_ratio")),
-                    "use_acm": m.get("use_acm"),
-                    "use_arrm": m.get("use_arrm"),
-                    "network": m.get("network") or "",
+                    "use_acm": model.get("use_acm"),
+                    "use_arrm": model.get("use_arrm"),
+                    "network": model.get("network") or "",
                     "selection": str(m.get("selection", "last")),
                     "ap": float(m["ap"]),
                     "auc": float(m["auc"]),
                 }
             )
-        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as err:
             raise DatasetError(
                 f"{path}: not a run's metrics file ({err}); rerun `sagan evaluate {path.parent}`"
             ) from None

@@ -21,10 +21,9 @@ import yaml
 
 from sagan.atomic import write_atomic
 from sagan.errors import DatasetError
+from sagan.experiments import GROUPS, MAIN_AR, TABLE3_ROWS
 from sagan.report.markup import RENDERERS, Cell, TableView, fmt, ranks, to_csv
 from sagan.report.runs import (
-    GROUP_ORDER,
-    MAIN_AR,
     ar_label,
     ar_sort_key,
     dataset_label,
@@ -51,14 +50,6 @@ TABLE_COLUMNS = {
                "selection"],
 }  # fmt: skip
 
-# Table 3 rows: (key in paper_values.yaml, label, method, use_acm, use_arrm); None = no such option.
-TABLE3_ROWS = [
-    ("baseline", "Baseline (Brainomaly)", "brainomaly", None, None),
-    ("plain", "SAGAN w/o ACM, ARRM", "sagan", False, False),
-    ("acm", "+ACM", "sagan", True, False),
-    ("arrm", "+ARRM", "sagan", False, True),
-    ("full", "+ACM and ARRM", "sagan", True, True),
-]
 NETWORK_NOTE = {
     "paper": "paper (this project's default: the authors' network, but the patch position code survives instance norm)",
     "authors": "authors (the authors' exact network: instance norm removes the position code, so ACM = shared-weight patches)",
@@ -114,7 +105,7 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
 
     def key(i: int) -> tuple:
         g, m, d = df["group"].iat[i], df["method"].iat[i], df["dataset"].iat[i]
-        g_rank = GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER)
+        g_rank = GROUPS.index(g) if g in GROUPS else len(GROUPS)
         return (g_rank, g, m == "sagan", m, dataset_sort_key(d))  # ours last in its group
 
     return df.iloc[sorted(range(len(df)), key=key)]

@@ -1,33 +1,29 @@
-# Shared definitions: the run matrix derived from the config, paths, and target functions.
+# Shared definitions: the run matrix derived from the config, paths, code fingerprints, report
+# entries, target functions and the source check.
 #
 # One run = (dataset, method, anomaly ratio, variant, seed) and lives in
 #   results/<name>/runs/<dataset>/<method>/ar<AR>/<variant>/seed<S>/
 # The matrix is the union of what the tables need, so a run shared by several tables (SAGAN at
 # AR 0.6 with default options: Tables 2, 3 and 4) is trained once.
 
-import hashlib
 import json
 import re
 import shlex
-import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
-import sagan
-from sagan.methods import method_names
-from sagan.report.runs import MAIN_AR, ar_tag  # one definition for paths, tables and figures
+from sagan.data.download import DEMO_HINT, check_sources
+from sagan.errors import SaganError
+from sagan.experiments import MAIN_AR, VARIANTS, ar_tag  # one definition for workflow, tables, tests
+from sagan.fingerprint import stage_hash
+from sagan.methods import get_method, method_names
+from sagan.runtime import resolve_config
 
 RESULTS = f"results/{config['name']}"
 RUN = f"{RESULTS}/runs/{{dataset}}/{{method}}/ar{{ar}}/{{variant}}/seed{{seed}}"
 RUN_LOG = "{dataset}/{method}/ar{ar}/{variant}/seed{seed}"
-
-# Table 3 variants of SAGAN (model options); "default" = the full model.
-VARIANTS = {
-    "default": {},
-    "acm0-arrm0": {"model.use_acm": False, "model.use_arrm": False},  # the baseline structure
-    "acm1-arrm0": {"model.use_arrm": False},  # + ACM
-    "acm0-arrm1": {"model.use_acm": False},  # + ARRM
-}
+JOBS = config["resources"]  # threads and resources of the heavy jobs (train, evaluate, prepare)
 
 DATASETS = list(config["datasets"])
 SYNTHETIC = [d for d in DATASETS if d.startswith("synth-")]
@@ -73,27 +69,42 @@ for _m in {key[1] for key in MATRIX} - set(REGISTERED):
     config_error(f"the tables need method {_m!r}, which is not registered ({', '.join(REGISTERED)})")
 
 
+def train_options(method, ar, variant):
+    """`sagan train --set` options of one job: config overrides, anomaly ratio, variant options."""
+    sets = dict(config["overrides"].get("all", {}))
+    sets.update(config["overrides"].get(method, {}))
+    sets["data.anomaly_ratio"] = ar
+    sets.update(VARIANTS[variant])
+    return sets
+
+
+# Each job's options are resolved now by the code `sagan train` runs, so that an unknown key or a
+# bad value under `overrides:` stops the dry run, named, instead of failing in every job.
+for _method, _ar, _variant in sorted({key[1:4] for key in MATRIX}):
+    try:
+        resolve_config(_method, 0, config["preset"], None, train_options(_method, _ar, _variant))
+    except SaganError as err:
+        config_error(f"overrides (method {_method}): {err}")
+
+
+def train_sets(wildcards):
+    sets = train_options(wildcards.method, wildcards.ar, wildcards.variant)
+    text = {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in sets.items()}
+    return " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in text.items())
+
+
 def ratios_of(dataset):
     """Anomaly ratios trained on a dataset (checked by `sagan splits` before any training)."""
     return sorted({float(k[2]) for k in MATRIX if k[0] == dataset and k[2] != "0_u"})
 
 
-def run_dir(dataset, method, ar, variant, seed):
-    return RUN.format(dataset=dataset, method=method, ar=ar, variant=variant, seed=seed)
+def run_dir(wildcards):
+    """The run folder of a train or evaluate job."""
+    return RUN.format(**dict(wildcards.items()))
 
 
 def run_files(name):
-    return [f"{run_dir(*key)}/{name}" for key in MATRIX]
-
-
-def train_sets(wildcards):
-    """`--set` arguments of one training job: config overrides, anomaly ratio, variant options."""
-    sets = dict(config["overrides"].get("all", {}))
-    sets.update(config["overrides"].get(wildcards.method, {}))
-    sets["data.anomaly_ratio"] = wildcards.ar
-    sets.update(VARIANTS[wildcards.variant])
-    text = {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in sets.items()}
-    return " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in text.items())
+    return [f"{RUN.format(dataset=d, method=m, ar=a, variant=v, seed=s)}/{name}" for d, m, a, v, s in MATRIX]
 
 
 def synth_option(wildcards, key, default):
@@ -108,57 +119,20 @@ def source_args(wildcards):
     return args
 
 
-# --- code fingerprints ------------------------------------------------------------------------
-# Each job carries a hash of the package code it runs as a param, so Snakemake's params trigger
-# reruns exactly the jobs whose code changed (and `dvc repro` -> snakemake reruns only those).
-# A method's runs do not depend on the other methods' modules, nor on the registry listing them.
-PACKAGE = Path(sagan.__file__).parent
+def job_resources(job):
+    """Resources of a heavy job from the config (`threads` is its own directive)."""
+    return {k: v for k, v in JOBS[job].items() if k != "threads"}
 
 
-def code_hash(include, exclude=()):
-    digest = hashlib.sha256()
-    files = sorted({p for pattern in include for p in PACKAGE.glob(pattern) if p.is_file()})
-    for path in files:
-        rel = path.relative_to(PACKAGE).as_posix()
-        if "__pycache__" in rel or any(path.match(x) or rel == x for x in exclude):
-            continue
-        for part in (rel.encode(), path.read_bytes()):
-            digest.update(len(part).to_bytes(8, "little"))
-            digest.update(part)
-    return digest.hexdigest()[:16]
+# Each job carries the fingerprint of the code it runs (sagan/fingerprint.py) as a param, so that
+# Snakemake reruns exactly the jobs whose code changed; a method's jobs do not depend on the other
+# methods' modules. The train jobs' fingerprint is also the one their checkpoints carry.
+@cache
+def code(stage, method=None):
+    return stage_hash(stage, [get_method(method).__module__] if method else [])
 
 
-def _training_code(method, extra=()):
-    others = [m for m in REGISTERED if m != method]
-    exclude = ["cli.py", "evaluate.py", "methods/__init__.py"]
-    exclude += [f"methods/{m}.py" for m in others] + [f"methods/{m}/*" for m in others]
-    data_only = ["download.py", "ingest.py", "archives.py", "decoding.py", "layouts.py", "synthetic/*"]
-    exclude += [f"data/{n}" for n in data_only] + ["report/*", "reference/*"]
-    return code_hash(["**/*.py", "splits/*.json", *extra], exclude)
-
-
-INGEST_CODE = [
-    "data/ingest.py",
-    "data/archives.py",
-    "data/decoding.py",
-    "data/layouts.py",
-    "data/prepared.py",
-    "data/splits.py",
-]
-CODE = {
-    # synthetic sets go through the real Med-AD ingest
-    "synth": code_hash(["data/synthetic/*.py", *INGEST_CODE]),
-    "prepare": code_hash([*INGEST_CODE, "splits/*"]),
-    "splits": code_hash(["data/prepared.py", "data/splits.py", "splits/*"]),
-    "train": {m: _training_code(m) for m in REGISTERED},
-    "evaluate": {m: code_hash(["evaluate.py"]) + _training_code(m) for m in REGISTERED},
-    "tables": code_hash(["config.py", "stats.py", "report/runs.py", "report/markup.py", "report/uncertainty.py",
-                         "report/tables.py", "reference/*.yaml"]),
-    "figures": code_hash(["config.py", "report/runs.py", "report/figures.py"]),
-}
-
-
-# --- outputs of the table and figure rules ---------------------------------------------------
+# --- outputs of the table and figure rules, and their report entries -------------------------
 TABLES = [f"{RESULTS}/tables/table{i}.{ext}" for i in (1, 2, 3, 4) for ext in ("csv", "md", "tex")]
 FIGURES = {
     "heatmaps": [f"{RESULTS}/figures/heatmaps_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
@@ -166,6 +140,28 @@ FIGURES = {
     "training": [f"{RESULTS}/figures/training_{d}.png" for d in DATASETS],
     "anomaly_ratio": [f"{RESULTS}/figures/anomaly_ratio.{e}" for e in ("png", "pdf")] if TABLE4 else [],
 }
+FIGURE_TITLES = {
+    "heatmaps": "Heatmaps",
+    "roc_pr": "ROC and PR curves",
+    "training": "Training curves",
+    "anomaly_ratio": "Anomaly ratio",
+}
+
+
+def report_entry(path, caption, category, subcategory=None):
+    """A report entry for a table (CSV) or figure (PNG), captioned by workflow/report/<caption>.rst;
+    other files (Markdown, LaTeX, PDF) are plain outputs."""
+    if not path.endswith((".csv", ".png")):
+        return path
+    return report(path, caption=f"../report/{caption}.rst", category=category, subcategory=subcategory)
+
+
+def table_outputs():
+    return [report_entry(p, Path(p).stem, "Tables") for p in TABLES]
+
+
+def figure_outputs():
+    return [report_entry(f, kind, "Figures", FIGURE_TITLES[kind]) for kind, files in FIGURES.items() for f in files]
 
 
 def all_targets():
@@ -173,25 +169,19 @@ def all_targets():
 
 
 # --- sources: fail first, with one message, when real data cannot be fetched ----------------
-def check_sources():
-    """Run `sagan check-sources` for real datasets not prepared yet (main process only)."""
-    linting = "--lint" in sys.argv  # linting builds no jobs and must not need credentials
-    missing = [d for d in REAL if not Path(f"data/prepared/{d}/meta.json").is_file()]
-    if not missing or linting or not workflow.is_main_process:
-        return
-    pairs = []
-    for d in missing:
-        entry = config["datasets"][d]
-        pin = f"#sha256={entry['sha256']}" if entry.get("sha256") else ""
-        pairs.append(f"--dataset={d}={entry['source']}{pin}")
-    done = subprocess.run(["sagan", "check-sources", *pairs], capture_output=True, text=True)
-    if done.returncode != 0:
-        reason = (done.stderr.strip() or done.stdout.strip()).removeprefix("sagan check-sources: error: ")
-        print(f"Cannot start experiment '{config['name']}': {reason}", file=sys.stderr)
+def check_sources_or_stop():
+    """Before any job runs: the sources of the real datasets not prepared yet must be usable."""
+    specs = []
+    for d in REAL:
+        if not Path(f"data/prepared/{d}/meta.json").is_file():
+            entry = config["datasets"][d]
+            pin = f"#sha256={entry['sha256']}" if entry.get("sha256") else ""
+            specs.append(f"{d}={entry['source']}{pin}")
+    problems = check_sources(specs) if specs else []
+    if problems:
+        print(f"Cannot start experiment '{config['name']}': dataset sources not usable:", file=sys.stderr)
+        print("  - " + "\n  - ".join(problems) + f"\nFix the above, or {DEMO_HINT}", file=sys.stderr)
         sys.exit(1)
-
-
-check_sources()
 
 
 wildcard_constraints:

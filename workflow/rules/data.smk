@@ -10,13 +10,9 @@ rule synth:
         seed=lambda w: synth_option(w, "seed", 0),
         size=lambda w: synth_option(w, "size", "small"),
         image_size=config["image_size"],
-        code=CODE["synth"],
+        code=code("synth"),
     wildcard_constraints:
         dataset=r"synth-[a-z]+",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
     conda:
         "../envs/sagan.yaml"
     shell:
@@ -31,14 +27,10 @@ rule download:
     log:
         "data/logs/download/{dataset}.log",
     params:
-        out=lambda w, output: Path(output[0]).parent,
+        out="data/raw/{dataset}",
         source=source_args,
     wildcard_constraints:
         dataset=r"rsna|vindr|lag",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=24 * 60,
     conda:
         "../envs/sagan.yaml"
     shell:
@@ -54,13 +46,12 @@ rule prepare:
         "data/logs/prepare/{dataset}.log",
     params:
         image_size=config["image_size"],
-        code=CODE["prepare"],
+        code=code("prepare"),
     wildcard_constraints:
         dataset=r"rsna|vindr|lag",
-    threads: 8
+    threads: JOBS["prepare"]["threads"]
     resources:
-        mem_mb=16000,
-        runtime=12 * 60,
+        **job_resources("prepare"),
     conda:
         "../envs/sagan.yaml"
     shell:
@@ -77,11 +68,7 @@ rule splits:
         f"{RESULTS}/logs/splits/{{dataset}}.log",
     params:
         ratios=lambda w: ",".join(f"{r:g}" for r in ratios_of(w.dataset)),
-        code=CODE["splits"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
+        code=code("splits"),
     conda:
         "../envs/sagan.yaml"
     shell:

@@ -1,14 +1,14 @@
 # Training and evaluation: one job each per (dataset, method, anomaly ratio, variant, seed).
 
 
+# checkpoints/ is deliberately not an output: Snakemake deletes outputs before it reruns an
+# interrupted job, and `sagan train` resumes from checkpoints/last.pt when the run's identity
+# (config, code, data; not the thread count) is unchanged, and otherwise trains from scratch.
 rule train:
     input:
         data="data/prepared/{dataset}",
         splits=f"{RESULTS}/splits/{{dataset}}.json",
     output:
-        # checkpoints/ is deliberately not an output: Snakemake deletes outputs before it reruns an
-        # interrupted job, and `sagan train` resumes from checkpoints/last.pt when config, code and
-        # data are unchanged (otherwise it trains from scratch).
         config=f"{RUN}/config.yaml",
         train_log=f"{RUN}/train_log.csv",
     log:
@@ -16,15 +16,13 @@ rule train:
     benchmark:
         f"{RESULTS}/benchmarks/train/{RUN_LOG}.tsv"
     params:
-        run=lambda w, output: Path(output.config).parent,
+        run=run_dir,
         preset=config["preset"],
         sets=train_sets,
-        code=lambda w: CODE["train"][w.method],
-    threads: config["resources"]["train"]["threads"]
+        code=lambda w: code("train", w.method),
+    threads: JOBS["train"]["threads"]
     resources:
-        gpu=config["resources"]["train"]["gpu"],
-        mem_mb=config["resources"]["train"]["mem_mb"],
-        runtime=config["resources"]["train"]["runtime"],
+        **job_resources("train"),
     conda:
         "../envs/sagan.yaml"
     shell:
@@ -46,14 +44,12 @@ rule evaluate:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{RUN_LOG}.tsv"
     params:
-        run=lambda w, input: Path(input.config).parent,
+        run=run_dir,
         maps=config["maps"],
-        code=lambda w: CODE["evaluate"][w.method],
-    threads: config["resources"]["evaluate"]["threads"]
+        code=lambda w: code("evaluate", w.method),
+    threads: JOBS["evaluate"]["threads"]
     resources:
-        gpu=config["resources"]["evaluate"]["gpu"],
-        mem_mb=config["resources"]["evaluate"]["mem_mb"],
-        runtime=config["resources"]["evaluate"]["runtime"],
+        **job_resources("evaluate"),
     conda:
         "../envs/sagan.yaml"
     shell:

@@ -1,0 +1,117 @@
+"""What the trainer and the evaluator share: resolving a run's configuration through the registry,
+the device, seeding, building a method, and the run's identity.
+
+A run's identity is its configuration, the fingerprint of its training code and that of its data. A
+checkpoint is resumed, and evaluated, only by a run of the same identity. Settings that change how
+fast a run computes but not what it computes (`train.threads`) are not part of it, so that a job
+rerun with other `--cores` keeps its progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from sagan.config import SECTIONS, RunConfig, build_config, flatten
+from sagan.errors import ConfigError, DatasetError
+from sagan.fingerprint import stage_hash
+from sagan.methods import Method, get_method
+
+# config keys that do not change a run's results (see the module docstring)
+NOT_IDENTITY = ("train.threads",)
+
+
+def resolve_config(
+    method: str,
+    seed: int | None = None,
+    preset: str = "paper",
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """The fully resolved, validated configuration of one run (see `sagan.config` for the order)."""
+    cls = get_method(method)
+    return build_config(method, cls.Config, cls.PRESETS, seed, preset, config_file, overrides)
+
+
+def load_run_config(run: str | Path) -> RunConfig:
+    """The configuration saved in a run folder, validated again."""
+    path = Path(run) / "config.yaml"
+    if not path.is_file():
+        raise DatasetError(
+            f"{run} is not a run folder (no config.yaml); train it first with `sagan train ... --out {run}`"
+        )
+    try:
+        saved = yaml.safe_load(path.read_text())
+        overrides = {f"{s}.{k}": v for s in ("model", *SECTIONS) for k, v in saved[s].items()}
+        method, seed, preset = saved["method"], saved["seed"], saved["preset"]
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+        raise DatasetError(
+            f"{path} is not a run configuration written by `sagan train`; train the run again in a new folder"
+        ) from None
+    return resolve_config(method, seed, preset, None, overrides)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)  # network initialisation
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def set_threads(cfg: RunConfig) -> None:
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+
+
+def build_method(cfg: RunConfig, device: torch.device) -> Method:
+    """The method of a run, its networks seeded from the run seed, on the device."""
+    seed_everything(cfg.seed)
+    return get_method(cfg.method)(cfg.model, cfg.data.image_size, cfg.train.iterations).to(device)
+
+
+# --- identity -----------------------------------------------------------------------------------
+def code_fingerprint(method: str) -> str:
+    """Fingerprint of the training code of a method: every file on its training path
+    (`sagan.fingerprint`), the same value the workflow's train jobs carry."""
+    return stage_hash("train", [get_method(method).__module__])
+
+
+def data_fingerprint(root: str | Path) -> str:
+    """sha256 of a prepared dataset's files (images, index, split), so new data never resumes old training."""
+    h = hashlib.sha256()
+    for name in ("images.npy", "index.csv", "split.json"):
+        with open(Path(root) / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def identity_config(config: dict) -> dict[str, Any]:
+    """A run's configuration (as `RunConfig.to_dict` or its saved config.yaml), flat, without the
+    keys that do not change results."""
+    return {k: v for k, v in flatten(config).items() if k not in NOT_IDENTITY}
+
+
+def run_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed or evaluated: configuration, code and data."""
+    return {
+        "config": identity_config(cfg.to_dict()),
+        "code": code_fingerprint(cfg.method),
+        "data": data_fingerprint(cfg.data.path),
+    }
+
+
+def identity_differences(state: dict, identity: dict[str, Any]) -> list[str]:
+    """The parts of `identity` ("config", "code", "data") a checkpoint's state does not match."""
+    return [key for key, value in identity.items() if state.get(key) != value]
