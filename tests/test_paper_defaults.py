@@ -2,7 +2,7 @@
 
 import torch
 
-from sagan.config import resolve_config
+from sagan.runtime import resolve_config
 from sagan.methods import get_method
 
 

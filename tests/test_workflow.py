@@ -151,7 +151,7 @@ def test_config_errors_beyond_the_schema(tmp_path):
     [
         ({"all": {"train.iterationz": 5}}, "unknown config key 'train.iterationz'"),
         ({"ae": {"model.lr_g": 1e-4}}, "overrides (method ae): unknown config key 'model.lr_g'"),
-        ({"sagan": {"model.position_code": "fancy"}}, "model.position_code: 'fancy' is not allowed"),
+        ({"sagan": {"model.network": "fancy"}}, "model.network: 'fancy' is not allowed"),
     ],
 )
 def test_bad_training_overrides_fail_the_dry_run(tmp_path, overrides, named):
