@@ -6,12 +6,15 @@ Each method is driven through its interface (constructor, training_step, predict
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
+import sagan
 from sagan.config import resolve_config
 from sagan.errors import ConfigError
 from sagan.methods import get_method, method_names
@@ -199,3 +202,20 @@ def test_ddad_inter_and_intra_against_a_hand_made_case():
     assert torch.allclose(p.restored[0, 0, 0, 0], torch.tensor(2.0))  # mu_B
     inter, sd = discrepancies(torch.stack(a)[None], torch.stack(b)[None])
     assert torch.equal(inter, p.map[:1]) and torch.allclose(sd.mean(), torch.tensor(intra))
+
+
+def test_other_papers_reference_values_are_well_formed():
+    path = Path(sagan.__file__).parent / "reference" / "other_papers.yaml"
+    ref = yaml.safe_load(path.read_text())
+    assert set(ref) == {"sources", "values"}
+    assert all({"citation", "where", "setting"} <= set(s) for s in ref["sources"].values())
+    known = set(method_names())
+    for row in ref["values"]:
+        assert set(row) - {"ap"} == {"source", "dataset", "method", "score", "anomaly_ratio", "auc"}, row
+        assert row["source"] in ref["sources"] and row["dataset"] in ("rsna", "vindr", "lag")
+        assert row["method"] in known or row["method"] == "vae"  # VAE: a benchmark row we do not run
+        assert row["score"] == "main" or (row["method"], row["score"]) == ("ddad", "intra")
+        assert row["anomaly_ratio"] is None or 0 <= row["anomaly_ratio"] <= 1
+        assert all(0 < row[k] < 100 for k in ("auc", "ap") if k in row)
+    keys = [(r["source"], r["dataset"], r["method"], r["score"], r["anomaly_ratio"]) for r in ref["values"]]
+    assert len(keys) == len(set(keys))  # one number per cell
