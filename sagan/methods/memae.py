@@ -36,7 +36,7 @@ class MemAE(AE):
     name = "memae"
     group = "normal only"
     Config = MemAEConfig
-    PRESETS = {"paper": PAPER_BUDGET, "demo": {"train.iterations": 600, "train.lr_decay": "none"}}
+    PRESETS = {"paper": PAPER_BUDGET, "demo": {"train.iterations": 500, "train.lr_decay": "none"}}
 
     def build_network(self, cfg: MemAEConfig, image_size: int) -> MemAutoEncoder:
         return MemAutoEncoder(

@@ -34,8 +34,10 @@ PRESETS = {
         "train.lr_decay": "none",
         "model.pool": False,
     },
+    # demo (32 px, batch 16): a 83k-parameter network, 20 ms an iteration on one CPU thread with the
+    # synthesis; CutPaste's AUC stops rising after ~500 iterations, FPI and PII stay near chance at 32 px
     "demo": {
-        "train.iterations": 600,
+        "train.iterations": 500,
         "train.lr_decay": "none",
         "model.width": 8,
         "model.blocks": 1,
