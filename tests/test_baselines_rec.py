@@ -15,7 +15,6 @@ import yaml
 from torch import nn
 
 import sagan
-from sagan.config import resolve_config
 from sagan.errors import ConfigError
 from sagan.methods import get_method, method_names
 from sagan.methods.base import Batch
@@ -23,6 +22,8 @@ from sagan.methods.ddad import DDAD, DDADConfig, discrepancies
 from sagan.methods.nsa import PatchSegmentation
 from sagan.models.autoencoder import AutoEncoder
 from sagan.models.memae import Memory, addressing_entropy
+from sagan.runtime import resolve_config
+from sagan.trainer import train
 from tests.phantoms import one_thread, phantoms  # noqa: F401 (one_thread: autouse fixture)
 
 REC_METHODS = ("ae", "memae", "ddad")
@@ -219,3 +220,12 @@ def test_other_papers_reference_values_are_well_formed():
         assert all(0 < row[k] < 100 for k in ("auc", "ap") if k in row)
     keys = [(r["source"], r["dataset"], r["method"], r["score"], r["anomaly_ratio"]) for r in ref["values"]]
     assert len(keys) == len(set(keys))  # one number per cell
+
+
+def test_ddad_run_is_never_resumed_with_another_k(tiny_dataset, tmp_path):
+    """K is part of the run's identity: the trainer refuses a run folder trained with another K."""
+    sets = {"data.path": str(tiny_dataset), "train.iterations": 2, "train.batch_size": 4, "train.threads": 1}
+    run = tmp_path / "ddad"
+    train(run, resolve_config("ddad", 0, "demo", None, sets))
+    with pytest.raises(ConfigError, match="ensemble_size"):
+        train(run, resolve_config("ddad", 0, "demo", None, {**sets, "model.ensemble_size": 2}))

@@ -18,16 +18,16 @@ K is a model setting and therefore part of the run's configuration and identity.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sagan.errors import ConfigError
+from sagan.experiments import SEMI_SUPERVISED
 from sagan.methods import register
-from sagan.methods.ae import check_image_size
 from sagan.methods.base import Batch, Method, Prediction
+from sagan.methods.reconstruction import PAPER_BUDGET, check_image_size
 from sagan.models.autoencoder import AutoEncoder
 
 
@@ -72,12 +72,12 @@ class DDAD(Method):
     """Dual-distribution discrepancy of two AE ensembles (normal / normal + unlabelled)."""
 
     name = "ddad"
-    group = "normal + unlabelled"
+    group = SEMI_SUPERVISED
     Config = DDADConfig
     PRESETS = {
-        # 250 epochs of RSNA's 3851 normals at batch 64 (60 batches an epoch) for module B; module A
-        # takes two steps an iteration, so 250 epochs of its twice larger pool as well; constant lr
-        "paper": {"train.iterations": 250 * 60, "train.batch_size": 64, "train.lr_decay": "none"},
+        # 250 epochs of the normals for module B; module A takes two steps an iteration, so 250 epochs
+        # of its twice larger pool as well
+        "paper": PAPER_BUDGET,
         # demo (32 px, batch 16): nine AE steps an iteration, so narrower AEs (63 ms an iteration on one
         # CPU thread instead of 100, the same AUC); the AUC stops rising after ~500 iterations
         "demo": {
@@ -89,7 +89,7 @@ class DDAD(Method):
     }
 
     def __init__(self, cfg: DDADConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size)
+        super().__init__(cfg, image_size, iterations)
         check_image_size(image_size)
 
         def ensemble() -> nn.ModuleList:
@@ -105,9 +105,6 @@ class DDAD(Method):
             "a": torch.optim.Adam(self.module_a.parameters(), cfg.lr, betas=betas),
             "b": torch.optim.Adam(self.module_b.parameters(), cfg.lr, betas=betas),
         }
-
-    def transform(self) -> Callable | None:
-        return None
 
     def _step(self, name: str, nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         loss = ensemble_loss(nets, x)

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import torch
 
 from sagan.errors import ConfigError
+from sagan.experiments import NORMAL_ONLY
 from sagan.methods import register
-from sagan.methods.ae import AE, PAPER_BUDGET, AEConfig
+from sagan.methods.reconstruction import PAPER_BUDGET, AutoEncoderConfig, Reconstruction
 from sagan.models.memae import MemAutoEncoder, addressing_entropy
 
 
 @dataclass
-class MemAEConfig(AEConfig):
+class MemAEConfig(AutoEncoderConfig):
     memory_slots: int = 25  # MedIAnomaly mem_size
     shrink: float = 0.0025  # hard-shrinkage threshold (MemAE, MedIAnomaly)
     entropy_weight: float = 2e-4  # weight of the addressing entropy (MemAE, DDAD-ASR cfgs)
@@ -30,11 +31,11 @@ class MemAEConfig(AEConfig):
 
 
 @register
-class MemAE(AE):
+class MemAE(Reconstruction):
     """Memory-augmented autoencoder on normal images; score = mean squared reconstruction error."""
 
     name = "memae"
-    group = "normal only"
+    group = NORMAL_ONLY
     Config = MemAEConfig
     PRESETS = {"paper": PAPER_BUDGET, "demo": {"train.iterations": 500, "train.lr_decay": "none"}}
 

@@ -12,7 +12,6 @@ the mode in the saved configuration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +19,9 @@ import torch.nn.functional as F
 
 from sagan.config import choice
 from sagan.errors import ConfigError, TrainingError
+from sagan.experiments import NORMAL_ONLY
 from sagan.methods import register
-from sagan.methods.base import Batch, Method, Prediction
+from sagan.methods.base import Batch, Method, Prediction, Transform
 from sagan.models.resnet_encdec import ResNetEncoderDecoder
 from sagan.patch_synthesis import MODES, PatchSynthesis
 
@@ -65,12 +65,12 @@ class NSAConfig:
 class PatchSegmentation(Method):
     """Self-supervised pixel-map prediction on synthetic patch anomalies (one synthesis mode per name)."""
 
-    group = "normal only"
+    group = NORMAL_ONLY
     Config = NSAConfig
     PRESETS = PRESETS
 
     def __init__(self, cfg: NSAConfig, image_size: int, iterations: int):
-        super().__init__(cfg, image_size)
+        super().__init__(cfg, image_size, iterations)
         stride = 16 if not cfg.pool else 32
         if image_size % stride:
             raise ConfigError(
@@ -81,7 +81,7 @@ class PatchSegmentation(Method):
             "net": torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
         }
 
-    def transform(self) -> Callable | None:
+    def transform(self) -> Transform | None:
         return PatchSynthesis(self.cfg.synthesis)
 
     def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
