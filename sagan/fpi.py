@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from sagan.boxes import box_masks, centred_boxes, other_indices
+
 
 def fpi_boxes(n: int, size: int, rng: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
     """(n, 4) integer boxes [y0, y1, x0, x1), clipped to the image."""
@@ -18,9 +20,7 @@ def fpi_boxes(n: int, size: int, rng: torch.Generator, device: torch.device | st
     w_lo, w_hi = max(1, round(3 * size / 64)), max(2, round(13 * size / 64))  # 3, 13 at 64 px
     centre = torch.randint(lo, hi, (n, 2), generator=rng, device=device)  # (n, [cy, cx])
     half = torch.randint(w_lo, w_hi, (n, 1), generator=rng, device=device)
-    start = (centre - half).clamp(0, size)
-    stop = (centre + half).clamp(0, size)
-    return torch.stack([start[:, 0], stop[:, 0], start[:, 1], stop[:, 1]], dim=1)
+    return centred_boxes(centre, half, size)
 
 
 def foreign_patch_interpolation(x: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,17 +30,7 @@ def foreign_patch_interpolation(x: torch.Tensor, rng: torch.Generator) -> tuple[
         raise ValueError("FPI needs at least two images per batch (the patch comes from another image)")
     boxes = fpi_boxes(b, h, rng, x.device)  # square boxes: the same size drives both axes
     alpha = torch.rand(b, generator=rng, device=x.device)
-    # source = a different image: shift each index by 1..B-1
-    src_index = (
-        torch.arange(b, device=x.device) + torch.randint(1, b, (b,), generator=rng, device=x.device)
-    ) % b
-    ys = torch.arange(h, device=x.device)[None, :, None]  # (1, H, 1)
-    xs = torch.arange(w, device=x.device)[None, None, :]  # (1, 1, W)
-    inside = (
-        (ys >= boxes[:, 0, None, None])
-        & (ys < boxes[:, 1, None, None])
-        & (xs >= boxes[:, 2, None, None])
-        & (xs < boxes[:, 3, None, None])
-    )  # (B, H, W)
+    src_index = other_indices(b, rng, x.device)  # the source is a different image of the batch
+    inside = box_masks(boxes, h, w)  # (B, H, W)
     m = (inside.to(x.dtype) * alpha[:, None, None])[:, None]  # (B, 1, H, W)
     return (1 - m) * x + m * x[src_index], m
