@@ -41,9 +41,16 @@ from sagan.fpi import foreign_patch_interpolation
 from sagan.methods import register
 from sagan.methods.base import Batch, Method, Prediction, Transform
 from sagan.models.mae import AnomalyHead, MaskedAutoencoder, random_keep, unpatchify
+from sagan.patch_synthesis import PatchSynthesis
 
-# synthetic-anomaly transforms stage 1 can use: (x_n, rng) -> (anomalies, masks)
-SYNTHESES: dict[str, Transform] = {"fpi": foreign_patch_interpolation}  # SAGAN's FPI (sagan/fpi.py)
+# synthetic anomalies stage 1 can learn: NSA's CutPaste, FPI and PII (sagan/patch_synthesis.py) or
+# SAGAN's FPI (sagan/fpi.py); (x_n, rng) -> (anomalies, masks)
+SYNTHESES: dict[str, Transform] = {
+    "cutpaste": PatchSynthesis("cutpaste"),
+    "nsa-fpi": PatchSynthesis("fpi"),
+    "pii": PatchSynthesis("pii"),
+    "fpi": foreign_patch_interpolation,
+}
 
 
 @dataclass
@@ -71,7 +78,9 @@ class AMAEConfig:
     classifier_fraction: float = 0.3  # cheap: only the head learns
     # images of the stage-0 MAE: normal + unlabelled ("all"), or the labelled normals only
     mae_data: str = choice("all", ("all", "normal"))
-    synthesis: str = choice("fpi", tuple(SYNTHESES))  # stage 1's synthetic anomalies
+    # stage 1's synthetic anomalies (ours: the abstract does not name them; at 32-64 px only CutPaste's
+    # are seen by the frozen features, see docs/methods.md)
+    synthesis: str = choice("cutpaste", tuple(SYNTHESES))
     # pseudo-labels (ours): quantiles of the labelled normals' classifier probabilities
     normal_quantile: float = 0.5
     anomaly_quantile: float = 0.95
@@ -124,8 +133,9 @@ class AMAE(Method):
     group = SEMI_SUPERVISED
     Config = AMAEConfig
     PRESETS = {
-        # ours: 60k iterations at batch 64 = about 500 epochs of RSNA's 7702 training images (normal +
-        # unlabelled) for the MAE, 156 epochs of its 3851 normals for the classifier, 468 for stage 2
+        # ours: 60k iterations at batch 64 (RSNA: 3851 normals + 3851 unlabelled): stage 0 = 30k steps of
+        # 128 images, about 500 epochs; stage 1 = 18k steps, 300 epochs of the normals; stage 2 = 12k
+        # steps, 200 epochs. A constant learning rate (train.lr_decay none, the trainer's default).
         "paper": {"train.iterations": 60_000, "train.checkpoint_every": 2000},
         "demo": {
             "train.iterations": 1000,
