@@ -137,6 +137,8 @@ class AMAE(Method):
         # 128 images, about 500 epochs; stage 1 = 18k steps, 300 epochs of the normals; stage 2 = 12k
         # steps, 200 epochs. A constant learning rate (train.lr_decay none, the trainer's default).
         "paper": {"train.iterations": 60_000, "train.checkpoint_every": 2000},
+        # demo: about 1000 iterations are needed before the score leaves chance on the synthetic sets
+        # (docs/methods.md, AMAE: plateau evidence and cost)
         "demo": {
             "train.iterations": 1000,
             "model.patch_size": 8,  # 32 px -> 16 tokens
