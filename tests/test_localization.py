@@ -7,6 +7,7 @@ from collections import deque
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from sagan import localization as loc
 
@@ -172,3 +173,26 @@ def test_localization_metrics_leave_out_abnormal_images_without_annotation():
     )
     assert loc.localization_metrics(maps3, np.array([1, 0, 1]), truth3) == base
     assert loc.pixel_auroc(maps3, truth3) != base["pixel_auroc"]  # counting it as empty would
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pixel_auroc_equals_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random((3, 7, 5)) < 0.3
+    maps = np.round(rng.random((3, 7, 5)) + 0.3 * truth, 1).astype(np.float16)  # stored maps: float16
+    assert loc.pixel_auroc(maps, truth) == pytest.approx(
+        roc_auc_score(truth.ravel(), maps.ravel()), abs=1e-12
+    )
+
+
+def test_localization_metrics_from_one_sort_equal_the_single_metrics():
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 0, 1, 1, 1])
+    truth = np.zeros((5, 8, 8), bool)
+    truth[2, 1:4, 2:6] = truth[3, 5:8, 0:2] = truth[4, 0:2, 0:2] = True
+    maps = np.round(rng.random((5, 8, 8)) + 0.5 * truth, 2)
+    m = loc.localization_metrics(maps, labels, truth)
+    assert m["pixel_auroc"] == pytest.approx(loc.pixel_auroc(maps, truth), abs=1e-12)
+    assert m["aupro"] == pytest.approx(aupro_naive(maps, truth), abs=1e-9)
+    assert (m["best_dice"], m["dice_threshold"]) == loc.best_dice(maps, truth)
+    assert m["pointing_game"] == loc.pointing_game(maps, truth) and m["n_images"] == 5
