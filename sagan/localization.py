@@ -158,10 +158,10 @@ def pointing_game(maps: np.ndarray, truth: np.ndarray) -> float:
     """Share of the images with ground truth whose map maximum lies inside it. A maximum shared by
     several pixels counts the share of them inside (a random choice among them, in expectation)."""
     maps, truth = np.asarray(maps), np.asarray(truth, bool)
-    with_truth = truth.reshape(len(truth), -1).any(1)
+    with_truth = truth.any(axis=(1, 2))
     if not with_truth.any():
         return math.nan
-    m, t = maps.reshape(len(maps), -1)[with_truth], truth.reshape(len(truth), -1)[with_truth]  # (n, HW)
+    m, t = maps[with_truth].reshape(with_truth.sum(), -1), truth[with_truth].reshape(with_truth.sum(), -1)
     top = m == m.max(1, keepdims=True)
     return float(np.mean((top & t).sum(1) / top.sum(1)))
 
@@ -182,3 +182,30 @@ def localization_metrics(maps: np.ndarray, labels: np.ndarray, truth: np.ndarray
         "dice_threshold": threshold,
         "n_images": int(keep.sum()),
     }
+
+
+# --- one run, as the evaluator stores it ------------------------------------------------------------
+METRIC_KEYS = ("pixel_auroc", "aupro", "pointing_game", "best_dice")
+
+
+def run_localization(
+    maps: np.ndarray | None, labels: np.ndarray, truth: np.ndarray | None, truth_kind: str | None
+) -> dict:
+    """metrics.json's "localization" of one run: every metric, None where it does not apply (the method
+    makes no map, the dataset has no pixel labels, no annotated image, non-finite maps); never NaN."""
+    out: dict = {"ground_truth": truth_kind, "has_map": maps is not None, "n_images": 0}
+    out.update(dict.fromkeys((*METRIC_KEYS, "dice_threshold")))
+    if maps is None or truth is None or not np.isfinite(maps).all():
+        return out
+    for key, value in localization_metrics(maps, labels, truth).items():
+        out[key] = None if isinstance(value, float) and math.isnan(value) else value
+    return out
+
+
+def compact_maps(maps: np.ndarray) -> tuple[np.ndarray, float]:
+    """(float16 maps / scale, scale) with scale the largest |value|: a quarter of float32's bytes and
+    about three significant digits relative to the largest value, also for maps of tiny values (squared
+    errors) that float16 alone would round to a few levels. The metrics use the maps before this."""
+    scale = float(np.abs(maps).max()) if maps.size else 0.0
+    scale = scale if np.isfinite(scale) and scale > 0 else 1.0
+    return (maps / scale).astype(np.float16), scale
