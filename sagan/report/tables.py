@@ -1,4 +1,5 @@
-"""Tables 1-4 as CSV, Markdown and LaTeX, and the experiment's metrics.json, from stored run outputs.
+"""Tables 1-4 and table_loc as CSV, Markdown and LaTeX, and the experiment's metrics.json, from stored
+run outputs.
 
 Each table is built as a DataFrame (its CSV) and described once as a `TableView` (title, header, cells,
 notes) that `sagan.report.markup` renders as Markdown and LaTeX.
@@ -389,7 +390,7 @@ def write_tables(results: str | Path, out: str | Path) -> list[Path]:
 
 # --- CLI --------------------------------------------------------------------------------------
 def cli_tables(args) -> int:
-    """`sagan tables --results results/<name> --out DIR`: Tables 1-4 and results/<name>/metrics.json."""
+    """`sagan tables --results results/<name> --out DIR`: Tables 1-4, table_loc, results/<name>/metrics.json."""
     for path in write_tables(args.results, args.out):
         print(f"wrote {path}")
     return 0
