@@ -153,3 +153,18 @@ def test_no_reference_columns_where_no_source_gives_values(tmp_path):
     files = render_all(build_tables(root))
     assert "AE4AD" not in files["table2.md"] and "DDAD paper" not in files["table4.md"]
     assert "Other papers" not in files["table2.tex"]
+
+
+def test_check_tables_covers_table_loc(experiment, tmp_path, capsys):
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    for path in (experiment / "tables").iterdir():
+        (committed / path.name).write_text(path.read_text())
+    assert main(["check-tables", "--results", str(experiment), "--tables", str(committed)]) == 0
+    md = (committed / "table_loc.md").read_text()
+    (committed / "table_loc.md").write_text(md.replace("| n/a ", "| 0.00 ", 1))  # LAG as 0: caught
+    (committed / "table_loc.tex").unlink()
+    capsys.readouterr()
+    assert main(["check-tables", "--results", str(experiment), "--tables", str(committed)]) == 1
+    out = capsys.readouterr().out
+    assert "table_loc.md" in out and "table_loc.tex: missing" in out
