@@ -13,9 +13,8 @@ import json
 
 import numpy as np
 
-from sagan.data.decoding import MASK_THRESHOLD
 from sagan.data.loading import resize_images
-from sagan.data.prepared import PreparedDataset
+from sagan.data.prepared import MASK_THRESHOLD, PreparedDataset
 from sagan.localization import boxes_to_mask
 
 
