@@ -40,7 +40,8 @@ METHOD_STAGES = ("train", "evaluate")  # these also run the method's module
 # package data read by a module (paths relative to the package): part of every stage importing it
 DATA_FILES = {
     "sagan.data.splits": ("splits/*.json",),
-    "sagan.report.tables": ("reference/*.yaml",),
+    "sagan.report.tables": ("reference/paper_values.yaml",),
+    "sagan.report.other_papers": ("reference/other_papers.yaml",),
 }
 
 
