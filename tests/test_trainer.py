@@ -187,7 +187,7 @@ def test_rerun_with_other_thread_count_resumes(tiny_dataset, tmp_path, caplog):
         (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),
         (["--set", "train.lr_decay=cosine"], "choose one of linear, official, none"),
         (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
-        (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo"),
+        (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo, ci, bench"),
     ],
 )
 def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, message):
@@ -302,7 +302,7 @@ def test_trainer_applies_the_schedule_to_every_optimiser(tiny_dataset, tmp_path,
         assert log[name].iloc[-1] < first
 
 
-@pytest.mark.parametrize("preset", ["paper", "demo"])
+@pytest.mark.parametrize("preset", ["paper", "demo", "ci", "bench"])
 def test_presets_keep_each_method_s_schedule(preset):
     # the GANs decay linearly over the last half, the AE keeps a constant learning rate
     assert resolve_config("sagan", 0, preset).train.lr_decay == "linear"
@@ -432,3 +432,15 @@ def test_run_command_trains_and_evaluates_in_one_process(tiny_val_dataset, tmp_p
     assert all((one / name).is_file() for name in RUN_FILES)
     assert (one / "scores.csv").read_bytes() == scores
     assert (one / "val_log.csv").read_bytes() == (tmp_path / "two" / "val_log.csv").read_bytes()
+
+
+def test_ci_and_bench_keep_the_demo_networks_and_change_only_budgets():
+    for method in method_names():
+        demo = resolve_config(method, 0, "demo")
+        for preset in ("ci", "bench"):
+            cfg = resolve_config(method, 0, preset)
+            assert cfg.model == demo.model and cfg.data == demo.data, (method, preset)
+            assert cfg.train.batch_size == demo.train.batch_size and cfg.train.lr_decay == demo.train.lr_decay
+        # CI's budget is the same minimal one for every method; the benchmark's is longer than the demo's
+        assert resolve_config(method, 0, "ci").train.iterations == 6
+        assert resolve_config(method, 0, "bench").train.iterations > demo.train.iterations
