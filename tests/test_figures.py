@@ -13,7 +13,13 @@ from matplotlib.patches import Rectangle
 from PIL import Image
 
 from sagan.cli import main
-from sagan.report.figures import draw_heatmaps, draw_training, pick_heatmap_run, write_figures
+from sagan.report.figures import (
+    draw_heatmaps,
+    draw_training,
+    draw_validation,
+    pick_heatmap_run,
+    write_figures,
+)
 from sagan.report.localization_figure import draw_localization
 from sagan.report.runs import load_runs
 from tests.run_fakes import make_experiment
@@ -39,6 +45,7 @@ def test_expected_files(figures):
             f"training_{d}.png",
             f"localization_{d}.pdf",
             f"localization_{d}.png",
+            f"validation_{d}.png",
         ]
     assert names == sorted(expected)
 
@@ -109,7 +116,7 @@ def test_no_anomaly_ratio_figure_without_table4_runs(tmp_path):
     names = {p.name for p in write_figures(root, tmp_path / "figs")}
     assert names == {"heatmaps_synth-lag.png", "heatmaps_synth-lag.pdf", "roc_pr_synth-lag.png",
                      "roc_pr_synth-lag.pdf", "training_synth-lag.png", "localization_synth-lag.png",
-                     "localization_synth-lag.pdf"}  # fmt: skip
+                     "localization_synth-lag.pdf", "validation_synth-lag.png"}  # fmt: skip
 
 
 def training_panels(fig) -> dict[str, plt.Axes]:
@@ -233,3 +240,59 @@ def test_localization_grid_without_pixel_labels_has_no_outline_or_marker(tmp_pat
     for ax in axes.ravel():
         assert ax.get_lines() == [] and not [c for c in ax.collections if isinstance(c, ContourSet)]
     plt.close("all")
+
+
+def curves(ax: plt.Axes) -> dict[str, plt.Line2D]:
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_validation_curves_plot_every_method_s_mean_and_band_over_seeds(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-lag",), methods=("ae", "brainomaly", "sagan"),
+                           seeds=(0, 1, 2), table3="synth-lag", table4="synth-lag")  # fmt: skip
+    runs = load_runs(root)
+    ae_runs = runs.loc[runs["method"] == "ae", "run"]
+    for k, run in enumerate(ae_runs):  # an extra score (as DDAD's intra), logged as <name>_auc, <name>_ap
+        log = pd.read_csv(f"{run}/val_log.csv")
+        log["intra_auc"], log["intra_ap"] = 0.6 + 0.01 * k, 0.55 + 0.02 * k
+        log.to_csv(f"{run}/val_log.csv", index=False)
+    fig = draw_validation(runs, "synth-lag")
+    ax_auc, ax_ap = fig.axes
+    assert (ax_auc.get_title(), ax_ap.get_title()) == ("AUC", "AP")
+    for ax, metric in ((ax_auc, "auc"), (ax_ap, "ap")):
+        lines = curves(ax)
+        assert sorted(lines) == ["ae", "ae (intra)", "brainomaly", "chance", "sagan"]
+        bands = [c for c in ax.collections if c.get_paths()]
+        assert len(bands) == 4  # one min-max band per curve
+        for method in ("ae", "brainomaly", "sagan"):
+            # Table 2 runs only: the Table 3 and 4 variants of SAGAN are not averaged in
+            part = runs[(runs["method"] == method) & runs["run"].str.contains("/ar0.6/default/")]
+            logs = [pd.read_csv(f"{r}/val_log.csv") for r in part["run"]]
+            assert len(logs) == 3
+            for name in ("", "intra"):
+                column = f"{name}_{metric}" if name else metric
+                if column not in logs[0]:
+                    continue
+                line = lines[f"{method} ({name})" if name else method]
+                np.testing.assert_array_equal(line.get_xdata(), logs[0]["iteration"])
+                mean = np.mean([log[column] for log in logs], axis=0)
+                np.testing.assert_allclose(line.get_ydata(), mean, rtol=1e-12)
+                assert line.get_linestyle() == ("--" if name else "-")
+        # the band of the first method runs from the minimum to the maximum over seeds
+        logs = [pd.read_csv(f"{r}/val_log.csv") for r in sorted(ae_runs)]
+        (verts,) = [p.vertices for p in bands[0].get_paths()]
+        low, high = (
+            np.min([log[metric] for log in logs], axis=0),
+            np.max([log[metric] for log in logs], axis=0),
+        )
+        n = len(low)
+        np.testing.assert_allclose(verts[1 : n + 1, 1], low)
+        np.testing.assert_allclose(verts[n + 2 : 2 * n + 2, 1][::-1], high)
+    plt.close(fig)
+
+
+def test_no_validation_figure_for_runs_without_validation_logs(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-lag",), seeds=(0,), table3=None, table4=None)
+    for path in (root / "runs").glob("**/val_log.csv"):
+        path.unlink()
+    names = {p.name for p in write_figures(root, tmp_path / "figs")}
+    assert "validation_synth-lag.png" not in names and "training_synth-lag.png" in names

@@ -87,6 +87,7 @@ class DDAD(Method):
             "model.base_width": 8,
             "model.hidden_dim": 128,
         },
+        "bench": {"train.iterations": 2000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
     }
 
     def __init__(self, cfg: DDADConfig, image_size: int, iterations: int):

@@ -8,6 +8,8 @@ Files (in the output folder; PNG, plus PDF for the paper's kinds of figure):
     training_<dataset>.png        losses against iteration for every method
     localization_<dataset>.png/.pdf  every method's map of a few abnormal images, with the ground truth
                                   (sagan/report/localization_figure.py)
+    validation_<dataset>.png      validation AUC and AP against iteration for every method (runs with
+                                  a val_log.csv: `eval.val_every`; the test set is never used)
 """
 
 from __future__ import annotations
@@ -251,6 +253,54 @@ def figure_localization(runs: pd.DataFrame, dataset: str, out: Path) -> list[Pat
     return save(draw_localization(runs, dataset), out, f"localization_{dataset}", pdf=True)
 
 
+def validation_logs(part: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
+    """The val_log.csv of each method's runs, by method (runs without one are left out)."""
+    logs: dict[str, list[pd.DataFrame]] = {}
+    for method, run in sorted(zip(part["method"], part["run"])):
+        path = Path(run) / "val_log.csv"
+        if path.is_file():
+            logs.setdefault(method, []).append(pd.read_csv(path).set_index("iteration"))
+    return logs
+
+
+def draw_validation(runs: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Validation AUC and AP of every method against iteration: mean over seeds, band from min to max;
+    a method's extra scores (DDAD's intra) dashed."""
+    part = table2_runs(runs)
+    logs = validation_logs(part[part["dataset"] == dataset])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for k, (method, frames) in enumerate(logs.items()):
+        color = METHOD_COLORS[k % len(METHOD_COLORS)]
+        scores = [""] + sorted({c[: -len("_auc")] for f in frames for c in f.columns if c.endswith("_auc")})
+        for ax, metric in zip(axes, ("auc", "ap")):
+            for name in scores:
+                column = f"{name}_{metric}" if name else metric
+                table = pd.concat([f[column] for f in frames if column in f.columns], axis=1)
+                x = table.index.to_numpy()
+                ax.fill_between(x, table.min(axis=1), table.max(axis=1), color=color, alpha=0.15, lw=0)
+                label = f"{method} ({name})" if name else method
+                ls = "--" if name else ("-" if k < len(METHOD_COLORS) else ":")
+                ax.plot(x, table.mean(axis=1), color=color, ls=ls, lw=1.4, label=label)
+    for ax, metric in zip(axes, ("AUC", "AP")):
+        ax.axhline(0.5, ls="--", color="grey", lw=1, label="chance")  # AP too: the split is balanced
+        ax.set(xlabel="iteration", ylabel=f"validation {metric}", title=metric, ylim=(0, 1.01))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right", ncol=2)
+    fig.suptitle(
+        f"{dataset_label(dataset)}: validation split (not the test set), mean over seeds (band: min to max)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def figure_validation(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
+    part = table2_runs(runs)
+    if not validation_logs(part[part["dataset"] == dataset]):
+        return []
+    return save(draw_validation(runs, dataset), out, f"validation_{dataset}", pdf=False)
+
+
 def write_figures(results: str | Path, out: str | Path) -> list[Path]:
     out = Path(out)
     runs = load_runs(results)
@@ -263,6 +313,7 @@ def write_figures(results: str | Path, out: str | Path) -> list[Path]:
         written += figure_roc_pr(runs, dataset, out)
         written += figure_training(runs, dataset, out)
         written += figure_localization(runs, dataset, out)
+        written += figure_validation(runs, dataset, out)
     if table4_datasets(runs):
         written += figure_anomaly_ratio(runs, out)
     return written
