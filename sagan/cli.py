@@ -37,6 +37,17 @@ OVERWRITE_HELP = (
 )
 
 
+def count(text: str) -> int:
+    """An argument that counts something: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sagan", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -97,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="score the test set of a trained run")
     s.add_argument("run")
-    s.add_argument("--maps", type=int, default=8, help="anomaly maps to save per class for figures")
+    s.add_argument("--maps", type=count, default=8, help="anomaly maps to save per class for figures")
 
     sub.add_parser("methods", help="list the registered methods")
 
@@ -140,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sagan {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"sagan {args.command}: interrupted; run the same command again to go on", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

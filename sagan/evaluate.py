@@ -10,6 +10,7 @@ if its identity (configuration, training code, data) is the run's.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 from pathlib import Path
@@ -24,9 +25,11 @@ from sagan.data.loading import load_training_data, resize_images, to_unit_range
 from sagan.errors import DatasetError
 from sagan.methods import Method
 from sagan.runtime import (
+    EVALUATION_FILES,
     build_method,
     identity_differences,
     load_run_config,
+    read_checkpoint,
     resolve_device,
     run_identity,
     set_threads,
@@ -41,7 +44,7 @@ def load_checkpoint(method: Method, ckpt: Path, identity: dict[str, Any]) -> int
     run = ckpt.parent.parent
     if not ckpt.is_file():
         raise DatasetError(f"{ckpt} is missing: the run is not trained; run `sagan train` on {run} first")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = read_checkpoint(ckpt)
     changed = identity_differences(state, identity)
     if changed:
         raise DatasetError(
@@ -56,6 +59,8 @@ def load_checkpoint(method: Method, ckpt: Path, identity: dict[str, Any]) -> int
 def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     run = Path(run)
     cfg = load_run_config(run)
+    for name in EVALUATION_FILES:  # an evaluation that fails must not leave an earlier one looking current
+        (run / name).unlink(missing_ok=True)
     set_threads(cfg)
     device = resolve_device(cfg.train.device)
     data = load_training_data(cfg.data.path, cfg.data, device, need_train=False)
@@ -109,7 +114,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         **({"extra": {k: image_metrics(labels, v) for k, v in extra.items()}} if extra else {}),
         **selection,
     }
-    write_atomic(run / "metrics.json", json.dumps(m, indent=2))  # last: the run is evaluated
+    write_atomic(run / "metrics.json", json.dumps(m, indent=2, allow_nan=False))  # last: the "done" marker
     log.info("%s: AUC %.4f AP %.4f (%s checkpoint)", run, m["auc"], m["ap"], cfg.eval.selection)
     return m
 
@@ -134,9 +139,9 @@ def write_maps(path: Path, data: Any, result: dict, keep: np.ndarray, image_size
         "boxes": np.array([index.at[r, "boxes"] for r in rows]),
         "masks": masks,
     }
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def cli_evaluate(args: Any) -> int:
