@@ -378,7 +378,9 @@ def test_a_damaged_or_foreign_checkpoint_is_named_and_kept(data, tmp_path, capsy
     lines.append(refused(train_argv(data, run, iters=4), capsys))  # would train from scratch over it
     for line in lines:
         assert str(last) in line and "move it away" in line, line
-        assert "is truncated or not a checkpoint;" in line or "not a checkpoint written by `sagan train`" in line
+        assert (
+            "is truncated or not a checkpoint;" in line or "not a checkpoint written by `sagan train`" in line
+        )
     assert last.read_bytes() == before  # never replaced: sagan did not write it
 
 
