@@ -204,9 +204,9 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     if start < cfg.train.iterations:  # the model changes: an earlier evaluation no longer describes it
         for name in EVALUATION_FILES:  # the "done" marker first
             (run / name).unlink(missing_ok=True)
+    save_config(cfg, run / "config.yaml")  # first: a kill below leaves a checkpoint evaluate refuses
     if state is None and last.is_file():  # our checkpoint of another identity must not outlive this start
         _save(checkpoint(0, method, rng, rows, oracle, val_rows, identity), last)
-    save_config(cfg, run / "config.yaml")
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
     t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
