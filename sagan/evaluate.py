@@ -4,7 +4,9 @@ Model selection is the last checkpoint by default (what the authors' test script
 `eval.selection: test-oracle` reports the checkpoint the authors' training loop keeps (chosen on the
 test set) and is labelled as such; the metrics of the last checkpoint are then reported beside it,
 with the gap. Which of the two gave the paper's numbers is not known. A checkpoint is used only
-if its identity (configuration, training code, data) is the run's.
+if its identity (configuration, training code, data) is the run's. An evaluation first removes the
+previous one's files, then writes maps.npz, scores.csv and, last, metrics.json, each atomically: a run
+folder with metrics.json holds a whole evaluation (`sagan run` evaluates through the same function).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 the device, seeding, building a method, and the run's identity.
 
 A run's identity is its configuration, the fingerprint of its training code and that of its data. A
-checkpoint is resumed, and evaluated, only by a run of the same identity. Settings that change how
-fast a run computes but not what it computes (`train.threads`) are not part of it, so that a job
-rerun with other `--cores` keeps its progress.
+checkpoint is resumed, and evaluated, only by a run of the same identity. The thread count
+(`train.threads`) is not part of it, so that a job rerun with other `--cores` keeps its progress; on
+CPU it changes float sums in the last digits, so such a run equals an uninterrupted one up to those.
 """
 
 from __future__ import annotations
