@@ -25,7 +25,7 @@ import torch
 from sagan.atomic import write_atomic
 from sagan.data.ground_truth import pixel_ground_truth
 from sagan.data.loading import load_training_data, resize_images, to_unit_range
-from sagan.errors import DatasetError, TrainingError
+from sagan.errors import DatasetError
 from sagan.localization import compact_maps, run_localization
 from sagan.methods import Method
 from sagan.runtime import (
@@ -38,7 +38,7 @@ from sagan.runtime import (
     run_identity,
     set_threads,
 )
-from sagan.scoring import image_metrics, score_images
+from sagan.scoring import check_finite, image_metrics, score_images
 from sagan.stats import run_interval
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     def scored(ckpt: Path) -> tuple[dict, int]:
         iteration = load_checkpoint(method, ckpt, identity)
         result = score_images(method, data.test, cfg.eval.batch_size, cfg.seed, every)
-        check_finite(result, ckpt)
+        check_finite(result, str(ckpt))
         return result, iteration
 
     last, last_it = scored(run / "checkpoints" / "last.pt")
@@ -128,19 +128,6 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     write_atomic(run / "metrics.json", json.dumps(m, indent=2, allow_nan=False))  # last: the "done" marker
     log.info("%s: AUC %.4f AP %.4f (%s checkpoint)", run, m["auc"], m["ap"], cfg.eval.selection)
     return m
-
-
-def check_finite(result: dict, ckpt: Path) -> None:
-    """NaN or infinite scores have no AUC (nor a JSON form): the model diverged, which is named."""
-    for key in ("score", *(k for k in result if k.startswith("extra_"))):
-        bad = int((~np.isfinite(result[key])).sum())
-        if bad:
-            what = "scores" if key == "score" else f"{key.removeprefix('extra_')} scores"
-            raise TrainingError(
-                f"{ckpt}: the model gives non-finite {what} for {bad} of "
-                f"{len(result[key])} test images (it diverged); train again with a smaller learning rate "
-                "in a new --out folder"
-            )
 
 
 def extra_metrics(method: Method, name: str, labels: np.ndarray, scores: np.ndarray) -> dict:

@@ -38,7 +38,7 @@ from sagan.runtime import (
     run_identity,
     set_threads,
 )
-from sagan.scoring import image_metrics, score_images
+from sagan.scoring import check_finite, image_metrics, score_images
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ def validation_row(method: Method, data: TrainingData, cfg: RunConfig, done: int
     with torch.random.fork_rng(devices=[data.val.device] if data.val.device.type == "cuda" else []):
         method.eval()
         scored = score_images(method, data.val, cfg.eval.batch_size, cfg.seed)
+    check_finite(scored, f"validation at iteration {done}", "validation images")
     for module, training in modes.items():
         module.train(training)
     row: dict[str, float] = {"iteration": done, **image_metrics(data.val_labels, scored["score"])}
@@ -287,7 +288,9 @@ def _oracle_step(
 ) -> dict:
     """The authors' protocol: evaluate on the TEST set, keep the checkpoint whose AUC and AP are both >= the best."""
     method.eval()
-    scores = score_images(method, data.test, cfg.eval.batch_size, cfg.seed)["score"]
+    scored = score_images(method, data.test, cfg.eval.batch_size, cfg.seed)
+    check_finite(scored, f"{ckpt_dir.parent} at iteration {done} (test-oracle selection)")
+    scores = scored["score"]
     method.train()
     m = image_metrics(data.test_labels, scores)
     history = best.get("history", []) + [{"iteration": done, **m}]
