@@ -83,6 +83,19 @@ def clean_stale(target: str | Path) -> list[Path]:
     return removed
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # errors that freeing space cures
+
+
+def storage_error(path: str | Path, err: OSError) -> StorageError:
+    """The one-line error of a write the file system refused, naming `path` and the fix."""
+    fix = (
+        "free space on that disk and run the command again"
+        if err.errno in DISK_FULL
+        else "make the folder writable or choose another one, and run the command again"
+    )
+    return StorageError(f"cannot write {path}: {err.strerror or err}; {fix}")
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
     """Write `data` to `path` atomically (parent folders are created, stale temporary files removed).
     A write the file system refuses (disk full, read-only) is a `StorageError` naming `path`; the old
@@ -93,12 +106,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     except OSError as err:
         if isinstance(err, SaganError):
             raise
-        fix = (
-            "free space on that disk and run the command again"
-            if err.errno in (errno.ENOSPC, errno.EDQUOT)
-            else "make the folder writable or choose another one, and run the command again"
-        )
-        raise StorageError(f"cannot write {path}: {err.strerror or err}; {fix}") from err
+        raise storage_error(path, err) from err
 
 
 def _write_atomic(path: Path, data: bytes | str) -> None:

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from sagan.atomic import DISK_FULL, storage_error
 from sagan.errors import SaganError
 
 # sub-command -> "module:function"; each function takes the parsed argparse.Namespace
@@ -162,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"sagan {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk where no writer named the file (np.save into a temporary folder)
+        if args.debug or err.errno not in DISK_FULL:
+            raise
+        print(
+            f"sagan {args.command}: error: {storage_error(err.filename or 'its output', err)}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         if args.debug:

@@ -5,7 +5,6 @@ written last and atomically) only when its whole evaluation is on disk, for `sag
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
@@ -14,41 +13,14 @@ from sagan.cli import main
 from tests.faults.runs import (
     checkpoint_of,
     evaluated,
-    fill,
     killed_at,
     metrics,
     refused,
-    small_disk,
-    temp_files,
     torch_file,
     train_argv,
     train_ok,
 )
-from tests.faults.test_data_faults import error_line, run_sagan
-
-
-def test_a_full_disk_is_one_line_and_leaves_no_run_that_looks_evaluated(data, tmp_path):
-    train_ok(data, tmp_path / "trained", iters=2)
-    with small_disk(tmp_path / "disk", "32m") as disk:
-        run = disk / "run"
-        shutil.copytree(tmp_path / "trained", run)
-        assert run_sagan("evaluate", run, "--maps", "0").returncode == 0  # an earlier, small evaluation
-        filler = fill(disk)
-        done = run_sagan("evaluate", run)  # 8 maps a class no longer fit
-        line = error_line(done.stderr, "evaluate")
-        assert done.returncode == 2 and f"cannot write {run}/" in line and "No space left on device" in line
-        assert evaluated(run) == [] and temp_files(run) == []
-        filler.unlink()
-        assert run_sagan("evaluate", run).returncode == 0  # space freed: the same command succeeds
-        assert evaluated(run) == ["maps.npz", "metrics.json", "scores.csv"]
-
-        filler = fill(disk, leave=64 << 10)  # room for config.yaml, none for a checkpoint
-        done = run_sagan(*train_argv(data, disk / "new", iters=2))
-        line = error_line(done.stderr, "train")
-        assert done.returncode == 2 and f"cannot write {disk}/new/checkpoints/last.pt: No space left" in line
-        assert temp_files(disk / "new") == []
-        filler.unlink()
-        assert run_sagan(*train_argv(data, disk / "new", iters=2)).returncode == 0
+from tests.faults.test_data_faults import run_sagan
 
 
 def test_an_evaluation_that_fails_leaves_no_run_that_looks_evaluated(data, tmp_path, capsys):
