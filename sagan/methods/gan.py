@@ -7,6 +7,7 @@ schedule these methods choose in their presets (linear decay over the last half,
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +39,18 @@ class GANConfig:
         for name in ("conv_dim", "d_conv_dim", "d_repeat_num"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"model.{name} must be >= 1")
+
+
+@contextmanager
+def frozen(*nets: torch.nn.Module):
+    """No parameter gradients for `nets` inside the block (a network held fixed while another learns)."""
+    for net in nets:
+        net.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for net in nets:
+            net.requires_grad_(True)
 
 
 class RestorationGAN(Method):
