@@ -48,6 +48,12 @@ class GANomaly(Method):
     name = "ganomaly"
     Config = GANomalyConfig
     group = NORMAL_ONLY
+    # paper: 64 px, batch 64, 15k iterations (our choice, see docs/methods.md), constant learning rate.
+    # demo (32 px, batch 16): 8-wide networks; the measured plateau is in docs/methods.md
+    PRESETS = {
+        "paper": {"train.iterations": 15_000},
+        "demo": {"train.iterations": 400, "model.width": 8},
+    }
 
     def __init__(self, cfg: GANomalyConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size, iterations)
