@@ -32,7 +32,7 @@ SIZE = 32
 SMALL = {
     "fanogan": FAnoGANConfig(dim=8, encoder_fraction=0.5),
     "ganomaly": GANomalyConfig(width=8),
-    "healthygan": HealthyGANConfig(conv_dim=8, n_res=1, d_conv_dim=32, d_repeat_num=5, lr_decay="none"),
+    "healthygan": HealthyGANConfig(conv_dim=8, n_res=1, d_conv_dim=32, d_repeat_num=5),
 }
 CLASSES = {"fanogan": FAnoGAN, "ganomaly": GANomaly, "healthygan": HealthyGAN}
 
@@ -189,32 +189,29 @@ def kill_when_checkpointed(proc: subprocess.Popen, ckpt, at_least: int) -> int:
 
 
 def test_fanogan_resumes_exactly_after_sigkill_in_either_stage(tiny_dataset, tmp_path):
-    """A real training process killed in the GAN stage or in the encoder stage and started again on
-    the same run folder ends with the scores and training log of an uninterrupted run."""
+    """A real training process killed in the GAN stage, started again, killed in the encoder stage and
+    started again on the same run folder ends with the scores and training log of an uninterrupted run."""
     iters, gan = 120, 60
-    sets = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=5"]
+    sets = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=5", "model.dim=4"]
     sets += [f"train.iterations={iters}", "train.checkpoint_every=5", "model.encoder_fraction=0.5"]
     args = ["--data", str(tiny_dataset), "--method", "fanogan", "--seed", "1", "--preset", "demo"]
     for s in sets:
         args += ["--set", s]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    sagan_cli("train", *args, "--out", str(tmp_path / "full"), env=env)
-    sagan_cli("evaluate", str(tmp_path / "full"), env=env)
-    full_log = pd.read_csv(tmp_path / "full" / "train_log.csv").drop(columns="seconds")
-    assert "enc_loss" in full_log and "d_loss" in full_log  # both stages ran
-
+    full, run = tmp_path / "full", tmp_path / "killed"
+    sagan_cli("train", *args, "--out", str(full), env=env)
+    train_cmd = [sys.executable, "-m", "sagan.cli", "train", *args, "--out", str(run)]
     for stage, at_least, end in (("gan", 1, gan), ("encoder", gan + 1, iters)):
-        run = tmp_path / stage
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sagan.cli", "train", *args, "--out", str(run)], env=env
-        )
+        proc = subprocess.Popen(train_cmd, env=env)  # from scratch, then resuming the first kill
         killed_at = kill_when_checkpointed(proc, run / "checkpoints" / "last.pt", at_least)
         assert at_least <= killed_at < end, f"killed at {killed_at}, not inside the {stage} stage"
-        sagan_cli("train", *args, "--out", str(run), env=env)  # resumes from the checkpoint
-        sagan_cli("evaluate", str(run), env=env)
-        assert (run / "scores.csv").read_bytes() == (tmp_path / "full" / "scores.csv").read_bytes(), stage
-        resumed_log = pd.read_csv(run / "train_log.csv").drop(columns="seconds")
-        pd.testing.assert_frame_equal(full_log, resumed_log)
+    sagan_cli("train", *args, "--out", str(run), env=env)  # resumes in the encoder stage
+    for r in (full, run):
+        sagan_cli("evaluate", str(r), env=env)
+    assert (run / "scores.csv").read_bytes() == (full / "scores.csv").read_bytes()
+    full_log = pd.read_csv(full / "train_log.csv").drop(columns="seconds")
+    assert "enc_loss" in full_log and "d_loss" in full_log  # both stages ran and logged
+    pd.testing.assert_frame_equal(full_log, pd.read_csv(run / "train_log.csv").drop(columns="seconds"))
 
 
 # --- GANomaly: loss weights ------------------------------------------------------------------

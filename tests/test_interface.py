@@ -65,7 +65,9 @@ def test_training_step_returns_detached_scalars_and_updates_the_networks(name, t
     batch = first_batch(method, cfg, tiny_dataset)
     before = [p.detach().clone() for p in method.parameters()]
     n_steps = getattr(cfg.model, "n_critic", 1)  # a GAN's generator steps every n_critic-th step
-    for step in range(n_steps):
+    # a method trained in stages (f-AnoGAN: GAN, then encoder) names the first step of each
+    steps = [start + i for start in getattr(method, "stage_starts", [0]) for i in range(n_steps)]
+    for step in steps:
         losses = method.training_step(batch, step, torch.Generator().manual_seed(step))
         assert losses and all(isinstance(v, torch.Tensor) for v in losses.values())
         assert all(v.dim() == 0 and not v.requires_grad for v in losses.values()), losses

@@ -41,6 +41,16 @@ class HealthyGAN(RestorationGAN):
 
     name = "healthygan"
     Config = HealthyGANConfig
+    # paper: the official run (batch 16, 400k iterations; its lr "decay" removes 0.1% in total, which
+    # the trainer's "official" schedule reproduces). demo: the restoration GANs' demo networks and a
+    # measured budget (docs/methods.md), constant learning rate
+    PRESETS = {
+        "paper": {"train.iterations": 400_000, "train.batch_size": 16, "train.lr_decay": "official"},
+        "demo": {
+            **{k: v for k, v in RestorationGAN.PRESETS["demo"].items() if not k.startswith("train.lr_decay")},
+            "train.iterations": 300,
+        },
+    }
 
     def build_generator(self) -> MaskedGenerator:
         return MaskedGenerator(self.cfg.conv_dim, self.cfg.n_res)

@@ -50,16 +50,16 @@ class ResBlockUp(nn.Module):
 class ResBlockDown(nn.Module):
     """conv1x1(pool(x)) + pool(conv3x3(ReLU(N(conv3x3(ReLU(N(x))))))): halves H, W (2x2 mean pool)."""
 
-    def __init__(self, c_in: int, c_out: int, norm):
+    def __init__(self, c_in: int, c_out: int, norm, bias: bool = True):
         super().__init__()
-        self.shortcut = nn.Conv2d(c_in, c_out, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, bias=bias)
         self.body = nn.Sequential(
             norm(c_in),
             nn.ReLU(),
             nn.Conv2d(c_in, c_in, 3, 1, 1, bias=False),
             norm(c_in),
             nn.ReLU(),
-            nn.Conv2d(c_in, c_out, 3, 1, 1),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias),
             nn.AvgPool2d(2),
         )
 
@@ -82,23 +82,33 @@ class Generator(nn.Module):
 
 
 class ResNetTrunk(nn.Module):
-    """Image -> flattened features (B, (S/16)^2 * 8d): the shared layout of the critic and the encoder."""
+    """Image -> flattened features (B, (S/16)^2 * 8d): the shared layout of the critic and the encoder.
 
-    def __init__(self, dim: int, norm):
+    `last_bias=False` drops the biases of the last block's two output convs (see `Critic`).
+    """
+
+    def __init__(self, dim: int, norm, last_bias: bool = True):
         super().__init__()
         widths = [dim, 2 * dim, 4 * dim, 8 * dim, 8 * dim]
         self.stem = nn.Conv2d(1, dim, 3, 1, 1)
-        self.blocks = nn.Sequential(*[ResBlockDown(a, b, norm) for a, b in zip(widths[:-1], widths[1:])])
+        biases = [True, True, True, last_bias]
+        self.blocks = nn.Sequential(
+            *[ResBlockDown(a, b, norm, bias) for a, b, bias in zip(widths[:-1], widths[1:], biases)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(x)).flatten(1)  # (B, F)
 
 
 class Critic(nn.Module):
+    """No biases after the last norm: they would shift every critic value by one constant, which the
+    WGAN loss and the gradient penalty ignore, and f(x) and f(G(E(x))) alike, which the feature residual
+    ignores; they would never receive a gradient (the official code has them, untrained)."""
+
     def __init__(self, dim: int = 64, image_size: int = 64):
         super().__init__()
-        self.trunk = ResNetTrunk(dim, layer_norm)
-        self.head = nn.Linear((image_size // 16) ** 2 * 8 * dim, 1)
+        self.trunk = ResNetTrunk(dim, layer_norm, last_bias=False)
+        self.head = nn.Linear((image_size // 16) ** 2 * 8 * dim, 1, bias=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """f(x), the features of the izi_f loss and the anomaly score, (B, F)."""
