@@ -121,6 +121,22 @@ def test_prediction_shapes_and_ranges(tiny_batches, name):
     torch.testing.assert_close(single["score"], out["score"][:1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "cls,cfg,counts",
+    [
+        # the official layer lists at 64x64x1, counted by hand from wgangp_64x64.py and networks.py; the
+        # f-AnoGAN critic has 1025 fewer: the biases no gradient reaches (see models/fanogan.py)
+        (FAnoGAN, FAnoGANConfig(), {"G": 8_539_329, "D": 7_490_689 - 1025, "E": 8_531_200}),
+        (GANomaly, GANomalyConfig(), {"G": 10_723_712, "D": 2_763_520}),
+        # Brainomaly's generator (8,402,304) + the mask channel of the last 7x7 conv (64 * 49)
+        (HealthyGAN, HealthyGANConfig(), {"G": 8_402_304 + 64 * 49, "D": 44_719_040}),
+    ],
+)
+def test_parameter_counts_at_64_px(cls, cfg, counts):
+    method = cls(cfg, 64, 10)
+    assert {k: sum(p.numel() for p in getattr(method, k).parameters()) for k in counts} == counts
+
+
 # --- f-AnoGAN: two stages --------------------------------------------------------------------
 
 
