@@ -54,10 +54,6 @@ def build(name: str, iterations: int, **changes):
     return method
 
 
-def optimizers(method) -> dict[str, torch.optim.Optimizer]:
-    return method.optimizers if isinstance(method.optimizers, dict) else method.optimizers()
-
-
 @pytest.fixture(scope="module")
 def tiny_batches(tiny_dataset):
     """60 fixed batches of 8 normal and 8 unlabelled images from the tiny prepared set, in [-1, 1]."""
@@ -108,17 +104,15 @@ def test_prediction_shapes_and_ranges(tiny_batches, name):
     run_steps(method, batches, range(4))
     method.eval()
     out = method.predict(test[:5], None)
-    out = out if isinstance(out, dict) else vars(out)
-    assert out["score"].shape == (5,) and torch.isfinite(out["score"]).all() and (out["score"] >= 0).all()
-    assert out["map"].shape == (5, 1, SIZE, SIZE) and 0 <= out["map"].min() and out["map"].max() <= 1
-    assert out["restored"].shape == (5, 1, SIZE, SIZE) and out["restored"].abs().max() <= 1
+    assert out.score.shape == (5,) and torch.isfinite(out.score).all() and (out.score >= 0).all()
+    assert out.map.shape == (5, 1, SIZE, SIZE) and 0 <= out.map.min() and out.map.max() <= 1
+    assert out.restored.shape == (5, 1, SIZE, SIZE) and out.restored.abs().max() <= 1
     if name == "healthygan":  # mean |x - x'| / 2 of images in [-1, 1]
-        assert (out["score"] <= 1).all()
-        torch.testing.assert_close(out["score"], out["map"].flatten(1).mean(1))
+        assert (out.score <= 1).all()
+        torch.testing.assert_close(out.score, out.map.flatten(1).mean(1))
     # scores are a function of each image alone (eval mode: no batch statistics)
     single = method.predict(test[:1], None)
-    single = single if isinstance(single, dict) else vars(single)
-    torch.testing.assert_close(single["score"], out["score"][:1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(single.score, out.score[:1], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +141,7 @@ def test_fanogan_stages_train_the_right_networks(tiny_batches):
     method = build("fanogan", 20)  # 10 GAN iterations, then 10 encoder iterations
     assert method.gan_iterations == 10
     stepped: list[str] = []
-    for name, opt in optimizers(method).items():
+    for name, opt in method.optimizers.items():
         opt.step = (lambda f, n: lambda *a, **k: (stepped.append(n), f(*a, **k))[1])(opt.step, name)
     nets = {"g": method.G, "d": method.D, "e": method.E}
     rng = torch.Generator().manual_seed(0)
@@ -248,7 +242,7 @@ def test_ganomaly_generator_gradient_is_that_of_adv_plus_50_rec_plus_enc(tiny_ba
     want = torch.autograd.grad(expected, list(ref.G.parameters()))
 
     seen = {}
-    opt = optimizers(method)["g"]
+    opt = method.optimizers["g"]
     step = opt.step
     opt.step = lambda *a, **k: (seen.update(grads=[p.grad.clone() for p in method.G.parameters()]), step())[1]
     out = method.training_step(batches[10], 3, torch.Generator().manual_seed(0))
