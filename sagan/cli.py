@@ -22,6 +22,7 @@ HANDLERS = {
     "splits": "sagan.data.splits:cli_splits",
     "train": "sagan.trainer:cli_train",
     "evaluate": "sagan.evaluate:cli_evaluate",
+    "run": "sagan.run:cli_run",
     "methods": "sagan.methods:cli_methods",
     "tables": "sagan.report.tables:cli_tables",
     "check-tables": "sagan.report.checks:cli_check_tables",
@@ -31,6 +32,7 @@ HANDLERS = {
     "fingerprint": "sagan.fingerprint:cli_fingerprint",
 }
 
+MAPS_HELP = "anomaly maps to save per class for figures"
 OVERWRITE_HELP = (
     "replace a prepared dataset (or --keep-raw folder) that sagan wrote earlier at that path; a folder "
     "holding anything else is never replaced"
@@ -86,23 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-small-pool", default="error", choices=["error", "shrink"])
 
     # --- training and evaluation -----------------------------------------------------------
-    s = sub.add_parser("train", help="train (or resume) one run")
-    s.add_argument("--data", required=True, help="prepared dataset folder")
-    s.add_argument("--method", required=True)
-    s.add_argument("--seed", type=int, default=None, help="run seed (default: the --config file's, else 0)")
-    s.add_argument("--out", required=True, help="run folder")
-    s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    s.add_argument("--preset", default="paper", help="paper (full size and budget) | demo (small, CPU)")
+    for name, text in (
+        ("train", "train (or resume) one run"),
+        ("run", "train (or resume) one run, then evaluate it, in one process (the workflow's job)"),
+    ):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--data", required=True, help="prepared dataset folder")
+        s.add_argument("--method", required=True)
+        s.add_argument(
+            "--seed", type=int, default=None, help="run seed (default: the --config file's, else 0)"
+        )
+        s.add_argument("--out", required=True, help="run folder")
+        s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
+        s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        s.add_argument(
+            "--preset", default="paper", help="paper (full size and budget) | demo (small, CPU) | ci | bench"
+        )
+        if name == "run":
+            s.add_argument("--maps", type=int, default=8, help=MAPS_HELP)
 
     s = sub.add_parser("evaluate", help="score the test set of a trained run")
     s.add_argument("run")
-    s.add_argument("--maps", type=int, default=8, help="anomaly maps to save per class for figures")
+    s.add_argument("--maps", type=int, default=8, help=MAPS_HELP)
 
     sub.add_parser("methods", help="list the registered methods")
 
     # --- results -----------------------------------------------------------------------------
-    s = sub.add_parser("tables", help="render Tables 1-4 (csv, md, tex) from run metrics")
+    s = sub.add_parser("tables", help="render Tables 1-4 and table_loc (csv, md, tex) from run metrics")
     s.add_argument("--results", required=True, help="experiment folder (results/<name>)")
     s.add_argument("--out", required=True, help="tables folder")
 

@@ -1,7 +1,7 @@
 """Run configuration: typed, validated, resolved in one place and saved with every run.
 
-Resolution order: dataclass defaults (the paper's values) -> the generic preset (`paper` | `demo`,
-below) -> the method's `PRESETS[preset]` -> config file (YAML, nested sections) -> `--set
+Resolution order: dataclass defaults (the paper's values) -> the generic preset (`paper` | `demo` |
+`ci` | `bench`, below; `ci` and `bench` start from `demo`) -> the method's `PRESETS[preset]` -> config file (YAML, nested sections) -> `--set
 section.key=value` overrides -> explicit command-line values (`--seed`).
 Method-specific settings (network widths, learning rates, loss weights) live in the method's own
 `Config` dataclass, handed to `build_config` with the method's presets (`sagan.runtime.resolve_config`
@@ -61,15 +61,22 @@ class EvalConfig:
     selection: str = choice("last", ("last", "test-oracle"))
     select_every: int = 1000  # test-oracle evaluation interval (authors' code: 1000)
     batch_size: int = 256
+    # learning curves without test labels: score the dataset's labelled validation split every
+    # val_every iterations (and at the last) into RUN/val_log.csv; 0 = off. Only datasets with a
+    # validation split (the synthetic sets) can; the workflow's synthetic configs turn it on.
+    val_every: int = 0
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 # Generic presets: budgets. Each method adds its own settings per preset (`Method.PRESETS`).
+# A preset named in PRESET_BASE starts from its base (the generic base preset, then the method's),
+# then applies its own generic and method settings: `ci` and `bench` keep the demo's networks and
+# change only budgets, so that a network setting is written once, in the method's "demo" preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # demo: 32 px images, small networks and 160 iterations: about half a CPU-minute a run, so that
-    # the whole demo matrix (54 runs) fits in CI; far from converged (see benchmarks/RESULTS.md)
+    # demo: 32 px images, small networks and the methods' demo budgets (their PRESETS); the README's
+    # main job, at budgets where the methods have learned (see benchmarks/RESULTS.md)
     "demo": {
         "data.image_size": 32,
         "train.iterations": 160,
@@ -78,7 +85,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.checkpoint_every": 40,
         "eval.select_every": 40,
     },
+    # ci: the demo's networks at a pipeline-check budget, the same for every method (a method's own
+    # demo budget is overridden): enough iterations for every code path (the GANs' generator steps,
+    # a learning-rate decay step, two checkpoints, a resume point), not for learning
+    "ci": {
+        "train.iterations": 6,
+        "train.log_every": 2,
+        "train.checkpoint_every": 3,
+        "train.lr_decay_every": 1,
+        "eval.select_every": 3,
+    },
+    # bench: the demo's networks at the budgets where the validation curves flatten, set per method
+    # in its PRESETS["bench"] (config/bench.yaml runs it)
+    "bench": {
+        "train.log_every": 50,
+        "train.checkpoint_every": 500,
+        "eval.select_every": 500,
+    },
 }
+PRESET_BASE = {"ci": "demo", "bench": "demo"}
+
+
+def preset_layers(preset: str, method_presets: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The settings of a preset, lowest first: its base's layers, then its generic and method settings."""
+    base = preset_layers(PRESET_BASE[preset], method_presets) if preset in PRESET_BASE else []
+    return [*base, PRESETS[preset], method_presets.get(preset, {})]
 
 
 @dataclass
@@ -197,7 +228,7 @@ def build_config(
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = RunConfig(method=method, seed=0, preset=preset, model=model_config())
 
-    layers: list[dict[str, Any]] = [PRESETS[preset], method_presets.get(preset, {})]
+    layers = preset_layers(preset, method_presets)
     if config_file:
         layers.append(flatten(_read_config_file(Path(config_file))))
     layers.append(overrides or {})
@@ -229,6 +260,8 @@ def build_config(
     for name in ("iterations", "batch_size", "log_every", "checkpoint_every", "lr_decay_every"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1")
+    if cfg.eval.val_every < 0:
+        raise ConfigError("eval.val_every must be >= 0 (0 = no validation curve)")
     return cfg
 
 

@@ -32,15 +32,17 @@ STAGES = {
     "splits": "sagan.data.splits",
     "train": "sagan.trainer",
     "evaluate": "sagan.evaluate",
+    "run": "sagan.run",  # train + evaluate in one process: the workflow's job per run
     "tables": "sagan.report.tables",
     "figures": "sagan.report.figures",
 }
-METHOD_STAGES = ("train", "evaluate")  # these also run the method's module
+METHOD_STAGES = ("train", "evaluate", "run")  # these also run the method's module
 
 # package data read by a module (paths relative to the package): part of every stage importing it
 DATA_FILES = {
     "sagan.data.splits": ("splits/*.json",),
-    "sagan.report.tables": ("reference/*.yaml",),
+    "sagan.report.tables": ("reference/paper_values.yaml",),
+    "sagan.report.other_papers": ("reference/other_papers.yaml",),
 }
 
 

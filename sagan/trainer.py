@@ -4,7 +4,8 @@ Seeds every random source from the run seed, is deterministic on CPU, device-agn
 autocast), applies the learning-rate schedule to every optimiser, logs losses to train_log.csv,
 checkpoints atomically every K iterations and, when started again on the same run folder (after a
 crash or SIGKILL), resumes from the last checkpoint so that the final scores equal those of an
-uninterrupted run.
+uninterrupted run. With `eval.val_every` it scores the dataset's labelled validation split into
+val_log.csv (learning curves); it reads the test set only for `eval.selection: test-oracle`.
 """
 
 from __future__ import annotations
@@ -83,6 +84,13 @@ def _write_log(rows: list[dict], path: Path) -> None:
     write_atomic(path, pd.DataFrame(rows).to_csv(index=False))
 
 
+def _write_logs(run: Path, rows: list[dict], val_rows: list[dict] | None) -> None:
+    """train_log.csv, and val_log.csv when validation is on (rows as in the checkpoint)."""
+    _write_log(rows, run / "train_log.csv")
+    if val_rows is not None:
+        _write_log(val_rows, run / "val_log.csv")
+
+
 def check_run_dir(run: Path, cfg: RunConfig) -> None:
     """Refuse a run folder that holds a run of another configuration (thread counts may differ)."""
     path = run / "config.yaml"
@@ -115,12 +123,46 @@ def resume_state(last: Path, identity: dict[str, Any]) -> dict | None:
 
 
 def training_data(method: Method, cfg: RunConfig, device: torch.device) -> TrainingData:
-    """The run's images on the device; the unlabelled set only for the methods that learn from it."""
+    """The run's images on the device: the unlabelled set only for the methods that learn from it, the
+    validation split only for learning curves, and the test set (and its labels) only for the
+    test-oracle selection, which is the one use of test labels before the final evaluation."""
     semi = method.group == SEMI_SUPERVISED
-    data = load_training_data(cfg.data.path, cfg.data, device, need_unlabeled=semi)
+    oracle = cfg.eval.selection == "test-oracle"
+    val = cfg.eval.val_every > 0
+    data = load_training_data(
+        cfg.data.path, cfg.data, device, need_unlabeled=semi, need_val=val, need_test=oracle
+    )
     if len(data.normal) < 2:
         raise ConfigError(f"{cfg.data.path}: need at least two labelled normal training images")
+    if val and data.val is None:
+        raise ConfigError(
+            f"{cfg.data.path} has no labelled validation split (only the synthetic sets have one); "
+            "set eval.val_every=0"
+        )
     return data
+
+
+def validation_row(method: Method, data: TrainingData, cfg: RunConfig, done: int) -> dict[str, float]:
+    """Validation AUC and AP of the current model (and of the method's extra scores, as <name>_auc and
+    <name>_ap). Scores in eval mode, then puts every module back in its mode, and forks the global RNG,
+    so that a run with validation trains exactly the model of a run without."""
+    modes = {module: module.training for module in method.modules()}
+    with torch.random.fork_rng(devices=[data.val.device] if data.val.device.type == "cuda" else []):
+        method.eval()
+        scored = score_images(method, data.val, cfg.eval.batch_size, cfg.seed)
+    for module, training in modes.items():
+        module.train(training)
+    row: dict[str, float] = {"iteration": done, **image_metrics(data.val_labels, scored["score"])}
+    for key, scores in scored.items():
+        if key.startswith("extra_"):
+            m = image_metrics(data.val_labels, scores)
+            row.update({f"{key.removeprefix('extra_')}_{k}": v for k, v in m.items()})
+    return row
+
+
+def due(done: int, every: int, total: int) -> bool:
+    """Whether an every-K action (logging, validation, selection, checkpoint) falls on this iteration."""
+    return every > 0 and (done % every == 0 or done == total)
 
 
 def set_learning_rates(method: Method, base_lrs: dict[str, list[float]], factor: float) -> None:
@@ -148,6 +190,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     ckpt_dir = run / "checkpoints"
     last = ckpt_dir / "last.pt"
     start, rows, oracle = 0, [], {"auc": -1.0, "ap": -1.0, "iteration": 0}
+    val_rows: list[dict] | None = [] if cfg.eval.val_every > 0 else None
     identity = run_identity(cfg)
     state = resume_state(last, identity)
     if state is not None:
@@ -155,7 +198,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
         for name, opt in opts.items():
             opt.load_state_dict(state["optimizers"][name])
         rng.set_state(state["rng"])
-        start, rows, oracle = state["iteration"], state["log"], state["oracle"]
+        start, rows, oracle, val_rows = state["iteration"], state["log"], state["oracle"], state["val_log"]
         log.info("resuming %s from iteration %d", run, start)
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
@@ -175,7 +218,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
                 "rates (model.lr*) or check the data"
             )
         done = t + 1
-        if done % cfg.train.log_every == 0 or done == total:
+        if due(done, cfg.train.log_every, total):
             row = {"iteration": done, **{k: float(v) for k, v in losses.items()}}
             row.update({f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in opts.items()})
             row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -186,9 +229,11 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
                 total,
                 " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "iteration"),
             )
-        if cfg.eval.selection == "test-oracle" and (done % cfg.eval.select_every == 0 or done == total):
+        if val_rows is not None and due(done, cfg.eval.val_every, total):
+            t0 += _validation_step(method, data, cfg, done, val_rows)  # train_log's seconds: training only
+        if cfg.eval.selection == "test-oracle" and due(done, cfg.eval.select_every, total):
             oracle = _oracle_step(method, data, cfg, done, oracle, ckpt_dir, identity)
-        if done % cfg.train.checkpoint_every == 0 or done == total:
+        if due(done, cfg.train.checkpoint_every, total):
             state = {
                 "iteration": done,
                 "model": method.state_dict(),
@@ -196,13 +241,26 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
                 "rng": rng.get_state(),
                 "log": rows,
                 "oracle": oracle,
+                "val_log": val_rows,
                 **identity,
             }
             _save(state, last)
-            _write_log(rows, run / "train_log.csv")
-    if start >= total and not (run / "train_log.csv").is_file():
-        _write_log(rows, run / "train_log.csv")
+            _write_logs(run, rows, val_rows)
+    logs = [run / "train_log.csv", *([run / "val_log.csv"] if val_rows is not None else [])]
+    if start >= total and not all(p.is_file() for p in logs):  # e.g. removed by Snakemake before a rerun
+        _write_logs(run, rows, val_rows)
     return run
+
+
+def _validation_step(
+    method: Method, data: TrainingData, cfg: RunConfig, done: int, rows: list[dict]
+) -> float:
+    """Append the validation row of iteration `done`; returns the seconds it took."""
+    t = time.perf_counter()
+    rows.append(validation_row(method, data, cfg, done))
+    shown = " ".join(f"{k}={v:.4f}" for k, v in rows[-1].items() if k != "iteration")
+    log.info("it %d/%d validation %s", done, cfg.train.iterations, shown)
+    return time.perf_counter() - t
 
 
 def _oracle_step(
@@ -221,9 +279,13 @@ def _oracle_step(
     return {**best, "history": history}
 
 
-def cli_train(args: Any) -> int:
+def cli_config(args: Any) -> RunConfig:
+    """The run configuration of `sagan train` / `sagan run` arguments."""
     overrides = parse_set(args.overrides)
     overrides["data.path"] = args.data
-    cfg = resolve_config(args.method, args.seed, args.preset, args.config, overrides)
-    train(args.out, cfg)
+    return resolve_config(args.method, args.seed, args.preset, args.config, overrides)
+
+
+def cli_train(args: Any) -> int:
+    train(args.out, cli_config(args))
     return 0

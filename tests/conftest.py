@@ -13,9 +13,10 @@ from sagan.data.synthetic import make_synthetic
 
 
 def make_tiny_dataset(
-    root, size: int = 32, n_train: int = 12, n_unl: int = 8, n_test: int = 6, seed: int = 0
+    root, size: int = 32, n_train: int = 12, n_unl: int = 8, n_test: int = 6, seed: int = 0, n_val: int = 0
 ):
-    """Smooth 'anatomy' images; abnormal ones carry a bright square (box recorded)."""
+    """Smooth 'anatomy' images; abnormal ones carry a bright square (box recorded); with `n_val`, a
+    labelled validation split of n_val normal and n_val abnormal images (as the synthetic sets have)."""
     rng = np.random.default_rng(seed)
     names = lambda prefix, n: [f"{prefix}_{i:03d}.png" for i in range(n)]  # noqa: E731
     split = {
@@ -25,6 +26,8 @@ def make_tiny_dataset(
         },
         "test": {"0": names("te0", n_test), "1": names("te1", n_test)},
     }
+    if n_val:
+        split["val"] = {"0": names("va0", n_val), "1": names("va1", n_val)}
     yy, xx = np.mgrid[0:size, 0:size] / size
     rows, images = [], []
     for name, label, pool in split_entries(split):
@@ -44,6 +47,12 @@ def make_tiny_dataset(
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_val_dataset(tmp_path_factory):
+    """The tiny dataset with a labelled validation split (6 normal, 6 abnormal images)."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny-val", n_val=6)
 
 
 @pytest.fixture(scope="session")

@@ -95,7 +95,7 @@ def all_hashes() -> dict[str, str]:
     return out
 
 
-GAN = {f"{s}:{m}" for s in ("train", "evaluate") for m in ("sagan", "brainomaly")}
+GAN = {f"{s}:{m}" for s in ("train", "evaluate", "run") for m in ("sagan", "brainomaly")}
 METHOD_MODULES = {m.rsplit(".", 1)[1] for m in method_modules()}  # every module of sagan/methods
 
 
@@ -106,10 +106,12 @@ METHOD_MODULES = {m.rsplit(".", 1)[1] for m in method_modules()}  # every module
         ("reference/paper_values.yaml", {"tables"}),
         ("data/synthetic/chest.py", {"synth"}),
         ("data/archives.py", {"synth", "prepare"}),
-        ("methods/ae.py", {"train:ae", "evaluate:ae"}),
+        ("methods/ae.py", {"train:ae", "evaluate:ae", "run:ae"}),
         ("models/generator.py", GAN),
-        ("evaluate.py", {f"evaluate:{m}" for m in METHOD_MODULES}),
-        ("scoring.py", {f"{s}:{m}" for s in ("train", "evaluate") for m in METHOD_MODULES}),
+        ("evaluate.py", {f"{s}:{m}" for s in ("evaluate", "run") for m in METHOD_MODULES}),
+        ("trainer.py", {f"{s}:{m}" for s in ("train", "run") for m in METHOD_MODULES}),
+        ("run.py", {f"run:{m}" for m in METHOD_MODULES}),
+        ("scoring.py", {f"{s}:{m}" for s in ("train", "evaluate", "run") for m in METHOD_MODULES}),
     ],
 )  # fmt: skip
 def test_a_code_change_changes_exactly_the_stages_that_run_it(package_copy, path, changed):

@@ -1,6 +1,6 @@
 """A real single-node SLURM (Debian slurm-wlm + munge, one fake GPU) running part of the demo
 through snakemake-executor-plugin-slurm and the repository's SLURM profile: synth -> splits ->
-train (asks gpu=1, gets the fake GPU) -> evaluate.
+run (training and evaluation in one job; asks gpu=1, gets the fake GPU).
 
 Skipped, with the reason, where slurm-wlm is not installed or the test cannot act as root (it starts
 munged, slurmctld and slurmd and writes /etc/slurm/slurm.conf, where the plugin's jobs look for it).
@@ -136,8 +136,7 @@ def test_demo_part_through_the_slurm_executor(cluster, tmp_path):
         "table3": None,
         "table4": None,
         "overrides": {"all": {"train.iterations": 10, "train.log_every": 5, "train.checkpoint_every": 10}},
-        "resources": {"train": {"threads": 1, "gpu": 1, "mem_mb": 2000, "runtime": 10},
-                      "evaluate": {"threads": 1, "gpu": 0, "mem_mb": 2000, "runtime": 10}},
+        "resources": {"run": {"threads": 1, "gpu": 1, "mem_mb": 2000, "runtime": 10}},
     }  # fmt: skip
     (work / "slurm.yaml").write_text(yaml.safe_dump(config))
     run = "results/slurm/runs/synth-rsna/sagan/ar0.6/default/seed0"
@@ -157,17 +156,17 @@ def test_demo_part_through_the_slurm_executor(cluster, tmp_path):
     seconds = time.perf_counter() - t0
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-5000:]
-    print(f"SLURM run (synth + splits + train + evaluate): {seconds:.1f} s")
+    print(f"SLURM run (synth + splits + run): {seconds:.1f} s")
 
     metrics = json.loads((work / run / "metrics.json").read_text())
     assert metrics["method"] == "sagan" and 0.0 <= metrics["auc"] <= 1.0
     # every job went through sbatch; the training job asked for the (fake) GPU
     sbatch = [line for line in out.splitlines() if "sbatch call" in line]
-    assert len(sbatch) == 4 and sum("--gpus=1" in line for line in sbatch) == 1, "\n".join(sbatch)
-    assert "rule_train" in next(line for line in sbatch if "--gpus=1" in line)
+    assert len(sbatch) == 3 and sum("--gpus=1" in line for line in sbatch) == 1, "\n".join(sbatch)
+    assert "rule_run" in next(line for line in sbatch if "--gpus=1" in line)
     # each job's SLURM log is kept; the training job's shows the fake GPU SLURM handed it
     logs = {
         p.relative_to(work / ".snakemake/slurm_logs").parts[0]: p
         for p in (work / ".snakemake/slurm_logs").glob("rule_*/**/*.log")
     }
-    assert set(logs) == {"rule_synth", "rule_splits", "rule_train", "rule_evaluate"}
+    assert set(logs) == {"rule_synth", "rule_splits", "rule_run"}

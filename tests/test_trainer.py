@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,11 +19,15 @@ import torch
 import yaml
 
 from sagan.cli import main as cli
+from sagan.data.prepared import load_prepared
 from sagan.errors import ConfigError, DatasetError, TrainingError
 from sagan.evaluate import evaluate_run
-from sagan.methods import method_names
-from sagan.runtime import resolve_config
-from sagan.trainer import lr_factor, train
+from sagan.experiments import NORMAL_ONLY
+from sagan.localization import boxes_to_mask, localization_metrics
+from sagan.methods import get_method, method_names
+from sagan.runtime import build_method, resolve_config
+from sagan.trainer import lr_factor, train, training_data
+from tests.conftest import make_tiny_dataset
 
 FAST = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=2"]
 SMALL = {"data.image_size": 32, "train.batch_size": 4, "train.threads": 1}
@@ -85,10 +90,10 @@ def test_another_setting_gives_other_scores(tiny_dataset, tmp_path):
     assert (tmp_path / "a" / "scores.csv").read_bytes() != (tmp_path / "c" / "scores.csv").read_bytes()
 
 
-def test_resume_after_sigkill_gives_identical_final_scores(tiny_dataset, tmp_path):
+def test_resume_after_sigkill_gives_identical_final_scores(tiny_val_dataset, tmp_path):
     iters = 60
-    args = ["--data", str(tiny_dataset), "--method", "sagan", "--seed", "1", "--preset", "demo"]
-    for s in [*FAST, f"train.iterations={iters}", "train.checkpoint_every=5"]:
+    args = ["--data", str(tiny_val_dataset), "--method", "sagan", "--seed", "1", "--preset", "demo"]
+    for s in [*FAST, f"train.iterations={iters}", "train.checkpoint_every=5", "eval.val_every=10"]:
         args += ["--set", s]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     subprocess.run(sagan_cmd("train", *args, "--out", str(tmp_path / "full")), check=True, env=env)
@@ -110,6 +115,9 @@ def test_resume_after_sigkill_gives_identical_final_scores(tiny_dataset, tmp_pat
     full_log = pd.read_csv(tmp_path / "full" / "train_log.csv").drop(columns="seconds")
     resumed_log = pd.read_csv(crashed / "train_log.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(full_log, resumed_log)
+    # the validation rows before the kill come from the checkpoint, the others from the resumed run
+    assert (tmp_path / "full" / "val_log.csv").read_bytes() == (crashed / "val_log.csv").read_bytes()
+    assert pd.read_csv(crashed / "val_log.csv")["iteration"].tolist() == [10, 20, 30, 40, 50, 60]
 
 
 def test_non_finite_loss_stops_with_iteration_and_loss(tiny_dataset, tmp_path):
@@ -183,7 +191,7 @@ def test_rerun_with_other_thread_count_resumes(tiny_dataset, tmp_path, caplog):
         (["--set", "train.iterations=abc"], "train.iterations: expected an integer"),
         (["--set", "train.lr_decay=cosine"], "choose one of linear, official, none"),
         (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
-        (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo"),
+        (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo, ci, bench"),
     ],
 )
 def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, message):
@@ -222,6 +230,59 @@ def test_maps_for_figures(tiny_dataset, tmp_path):
     assert (z["maps"] >= 0).all() and (z["maps"] <= 1).all()
     assert json.loads(str(z["boxes"][-1]))  # abnormal test images carry their boxes
     assert Path(tmp_path / "m" / "checkpoints" / "last.pt").is_file()
+
+
+def no_nan(text: str) -> dict:
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_evaluator_stores_every_test_map_with_its_ground_truth_and_the_localization(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "m", method="ae")
+    z = np.load(tmp_path / "m" / "maps.npz")
+    ds = load_prepared(tiny_dataset)
+    rows = ds.rows(list(z["test_names"]))
+    assert list(z["test_labels"]) == list(ds.index["label"].to_numpy()[rows]) and len(rows) == 12
+    assert z["test_maps"].dtype == np.float16 and z["test_maps"].shape == (12, 32, 32)
+    # the 16 examples of the heatmap figure are the same maps, at full precision
+    examples = [list(z["test_names"]).index(n) for n in z["names"]]
+    scale = float(z["test_map_scale"])
+    np.testing.assert_allclose(z["test_maps"][examples] * scale, z["maps"], rtol=1e-3, atol=1e-3 * scale)
+    # ground truth: the recorded boxes, scaled to the 32 px of the experiment (here prepared at 32 px)
+    truth = np.stack([boxes_to_mask(ds.boxes(r), 32, 32) for r in rows])
+    assert np.array_equal(z["test_truth"], truth) and truth[6:].any(axis=(1, 2)).all() and not truth[:6].any()
+    m = no_nan((tmp_path / "m" / "metrics.json").read_text())
+    loc = m["localization"]
+    assert loc["ground_truth"] == "boxes" and loc["has_map"] and loc["n_images"] == 12
+    again = localization_metrics(z["test_maps"].astype(np.float32) * scale, z["test_labels"], truth)
+    for key in ("pixel_auroc", "aupro", "best_dice"):  # the stored float16 maps give the same values
+        assert loc[key] == pytest.approx(again[key], abs=2e-3), key
+    assert loc["pointing_game"] == pytest.approx(again["pointing_game"], abs=1 / 6)  # a tie may move
+    for metric in ("auc", "ap"):
+        low, high = m["ci95"][metric]
+        assert 0 <= low <= m[metric] <= high <= 1
+
+
+def test_evaluator_writes_null_localization_without_pixel_labels(tmp_path):
+    data = make_tiny_dataset(tmp_path / "lag-like")
+    index = pd.read_csv(data / "index.csv")
+    index["boxes"] = "[]"  # like LAG: labels, but no box and no mask
+    index.to_csv(data / "index.csv", index=False)
+    run_cli(data, tmp_path / "m", method="ae", iters=2)
+    z = np.load(tmp_path / "m" / "maps.npz")
+    assert "test_truth" not in z.files and z["test_maps"].shape == (12, 32, 32)
+    loc = no_nan((tmp_path / "m" / "metrics.json").read_text())["localization"]
+    assert loc["ground_truth"] is None and loc["has_map"] and loc["n_images"] == 0
+    assert [loc[k] for k in ("pixel_auroc", "aupro", "pointing_game", "best_dice")] == [None] * 4
+
+
+def test_extra_scores_get_their_interval_and_group(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "d", method="ddad", iters=2)
+    intra = no_nan((tmp_path / "d" / "metrics.json").read_text())["extra"]["intra"]
+    assert intra["group"] == NORMAL_ONLY and get_method("ddad").group != NORMAL_ONLY
+    assert intra["ci95"]["auc"][0] <= intra["auc"] <= intra["ci95"]["auc"][1]
 
 
 def conv_output_dtypes(tiny, tmp_path, amp: str) -> set[torch.dtype]:
@@ -298,9 +359,145 @@ def test_trainer_applies_the_schedule_to_every_optimiser(tiny_dataset, tmp_path,
         assert log[name].iloc[-1] < first
 
 
-@pytest.mark.parametrize("preset", ["paper", "demo"])
+@pytest.mark.parametrize("preset", ["paper", "demo", "ci", "bench"])
 def test_presets_keep_each_method_s_schedule(preset):
     # the GANs decay linearly over the last half, the AE keeps a constant learning rate
     assert resolve_config("sagan", 0, preset).train.lr_decay == "linear"
     assert resolve_config("brainomaly", 0, preset).train.lr_decay == "linear"
     assert resolve_config("ae", 0, preset).train.lr_decay == "none"
+
+
+# --- learning curves on the validation split (eval.val_every) --------------------------------------
+def final_state(run: Path) -> dict:
+    """What a run trained, from its last checkpoint: model, optimisers, RNG, logs without wall times
+    (the identity keys are left out: the data fingerprint covers every label of the dataset)."""
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    log = [{k: v for k, v in row.items() if k != "seconds"} for row in state["log"]]
+    return {"model": state["model"], "optimizers": state["optimizers"], "rng": state["rng"], "log": log}
+
+
+def assert_same_training(a: Path, b: Path) -> None:
+    sa, sb = final_state(a), final_state(b)
+    assert sa["log"] == sb["log"]
+    assert torch.equal(sa["rng"], sb["rng"])
+    assert sa["model"].keys() == sb["model"].keys()
+    for key in sa["model"]:
+        assert torch.equal(sa["model"][key], sb["model"][key]), key
+    for name in sa["optimizers"]:
+        for pa, pb in zip(sa["optimizers"][name]["state"].values(), sb["optimizers"][name]["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa), name
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_validation_curve_of_every_method_leaves_the_trained_model_unchanged(
+    tiny_val_dataset, tmp_path, method
+):
+    plain = train(tmp_path / "plain", small_config(tiny_val_dataset, method, **{"train.iterations": 6}))
+    cfg = small_config(tiny_val_dataset, method, **{"train.iterations": 6, "eval.val_every": 2})
+    run = train(tmp_path / "val", cfg)
+    assert not (plain / "val_log.csv").exists()
+    val = pd.read_csv(run / "val_log.csv")
+    assert val["iteration"].tolist() == [2, 4, 6]
+    extra = sorted(c.removesuffix("_auc") for c in val.columns if c.endswith("_auc"))
+    assert list(val.columns) == ["iteration", "auc", "ap"] + [
+        f"{e}_{m}" for e in extra for m in ("auc", "ap")
+    ]
+    assert val.drop(columns="iteration").apply(lambda c: c.between(0, 1)).all().all()
+    assert_same_training(plain, run)  # validation never touches the training's model or RNG stream
+    # the last row is the final model's: the evaluator's scores of the validation images give it
+    m = evaluate_run(run)
+    assert set(extra) == set(m.get("extra", {}))
+
+
+def test_validation_on_a_dataset_without_a_validation_split_is_a_one_line_error(
+    tiny_dataset, tmp_path, capsys
+):
+    args = train_args(tiny_dataset, extra=["eval.val_every=2"])
+    assert cli(["train", *args, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(tiny_dataset) in err and "no labelled validation split" in err and "eval.val_every=0" in err
+
+
+def scramble_test_labels(src: Path, dst: Path) -> Path:
+    """A copy of a prepared dataset whose test labels are mixed up: half of each test class moves to
+    the other (split.json and index.csv), images untouched."""
+    shutil.copytree(src, dst)
+    split = json.loads((dst / "split.json").read_text())
+    normal, abnormal = split["test"]["0"], split["test"]["1"]
+    k = len(normal) // 2
+    split["test"] = {"0": normal[:k] + abnormal[:k], "1": normal[k:] + abnormal[k:]}
+    (dst / "split.json").write_text(json.dumps(split))
+    index = pd.read_csv(dst / "index.csv", keep_default_na=False, dtype={"name": str})
+    index.loc[index["name"].isin(split["test"]["0"]), "label"] = 0
+    index.loc[index["name"].isin(split["test"]["1"]), "label"] = 1
+    index.to_csv(dst / "index.csv", index=False)
+    return dst
+
+
+def test_training_reads_no_test_label(tiny_val_dataset, tmp_path):
+    scrambled = scramble_test_labels(tiny_val_dataset, tmp_path / "scrambled")
+    runs = {}
+    for name, data in (("true", tiny_val_dataset), ("scrambled", scrambled)):
+        cfg = small_config(data, **{"train.iterations": 6, "eval.val_every": 2})
+        runs[name] = train(tmp_path / name, cfg)
+    a, b = runs["true"], runs["scrambled"]
+    # the same training and the same validation curve: nothing before the final evaluation used the labels
+    assert (a / "val_log.csv").read_bytes() == (b / "val_log.csv").read_bytes()
+    drop = lambda run: pd.read_csv(run / "train_log.csv").drop(columns="seconds")  # noqa: E731
+    pd.testing.assert_frame_equal(drop(a), drop(b))
+    assert_same_training(a, b)
+    # ... while the final evaluation, which does read them, tells the two apart
+    assert evaluate_run(a)["auc"] != evaluate_run(b)["auc"]
+    # the authors' test-oracle protocol reads them during training, and is labelled so
+    for name, data in (("true-oracle", tiny_val_dataset), ("scrambled-oracle", scrambled)):
+        cfg = small_config(
+            data, **{"train.iterations": 6, "eval.selection": "test-oracle", "eval.select_every": 2}
+        )
+        runs[name] = train(tmp_path / name, cfg)
+    logs = [pd.read_csv(runs[n] / "selection_log.csv") for n in ("true-oracle", "scrambled-oracle")]
+    assert not logs[0]["auc"].equals(logs[1]["auc"])
+
+
+@pytest.mark.parametrize(("selection", "loaded"), [("last", False), ("test-oracle", True)])
+def test_the_trainer_loads_the_test_set_only_for_the_test_oracle(tiny_val_dataset, selection, loaded):
+    cfg = small_config(tiny_val_dataset, **{"eval.selection": selection, "eval.val_every": 2})
+    cpu = torch.device("cpu")
+    data = training_data(build_method(cfg, cpu), cfg, cpu)
+    assert (data.test_labels is not None, len(data.test) > 0, len(data.test_names) > 0) == (loaded,) * 3
+    assert data.val is not None and len(data.normal) == 12
+
+
+RUN_FILES = ("config.yaml", "train_log.csv", "val_log.csv", "scores.csv", "metrics.json", "maps.npz")
+
+
+def test_run_command_trains_and_evaluates_in_one_process(tiny_val_dataset, tmp_path, caplog):
+    extra = ["eval.val_every=2"]
+    run_cli(tiny_val_dataset, tmp_path / "two", extra=extra)  # `sagan train`, then `sagan evaluate`
+    one = tmp_path / "one"
+    assert cli(["run", *train_args(tiny_val_dataset, extra=extra), "--out", str(one)]) == 0
+    for name in ("scores.csv", "val_log.csv", "metrics.json"):
+        assert (one / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    # Snakemake removes the outputs of a job before it reruns it; the checkpoint survives (it is no
+    # output), so the rerun trains nothing again and writes every file anew
+    scores = (one / "scores.csv").read_bytes()
+    for name in RUN_FILES:
+        (one / name).unlink()
+    caplog.set_level("INFO")
+    assert cli(["run", *train_args(tiny_val_dataset, extra=extra), "--out", str(one)]) == 0
+    assert "from iteration 6" in caplog.text
+    assert all((one / name).is_file() for name in RUN_FILES)
+    assert (one / "scores.csv").read_bytes() == scores
+    assert (one / "val_log.csv").read_bytes() == (tmp_path / "two" / "val_log.csv").read_bytes()
+
+
+def test_ci_and_bench_keep_the_demo_networks_and_change_only_budgets():
+    for method in method_names():
+        demo = resolve_config(method, 0, "demo")
+        for preset in ("ci", "bench"):
+            cfg = resolve_config(method, 0, preset)
+            assert cfg.model == demo.model and cfg.data == demo.data, (method, preset)
+            assert cfg.train.batch_size == demo.train.batch_size and cfg.train.lr_decay == demo.train.lr_decay
+        # CI's budget is the same minimal one for every method; the benchmark's is longer than the demo's
+        assert resolve_config(method, 0, "ci").train.iterations == 6
+        assert resolve_config(method, 0, "bench").train.iterations > demo.train.iterations

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from sagan.config import PRESETS
 from sagan.methods import method_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,14 +68,32 @@ def test_lint_is_clean():
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
-def test_demo_dry_run_job_counts(tmp_path):
-    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config/demo.yaml"))
+@pytest.mark.parametrize("name", ["demo", "ci", "bench"])
+def test_synthetic_dry_run_job_counts(tmp_path, name):
+    # the demo, CI's pipeline check and the benchmark run the same matrix at other budgets, one job
+    # per run (training and evaluation in one process)
+    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / f"config/{name}.yaml"))
     assert done.returncode == 0, done.stderr
     runs = expected_runs(len(method_names()))
     assert job_counts(done.stdout) == {
-        "synth": 3, "splits": 3, "train": runs, "evaluate": runs, "tables": 1, "figures": 1, "all": 1,
-        "total": 9 + 2 * runs,
+        "synth": 3, "splits": 3, "run": runs, "tables": 1, "figures": 1, "all": 1, "total": 9 + runs,
     }  # fmt: skip
+    # every run logs its validation curve, and the figures include the validation curves
+    shown = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / f"config/{name}.yaml")).stdout
+    assert f"--preset {name}" in shown and "--set eval.val_every=" in shown
+    assert shown.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown
+
+
+def test_synthetic_configs_share_their_datasets_and_presets_match_the_package():
+    # one prepared copy of each synthetic set serves the demo, CI and the benchmark (data/prepared/,
+    # DVC's data@synth-* stages read config/demo.yaml): their settings must be the same
+    configs = {n: yaml.safe_load((REPO / f"config/{n}.yaml").read_text()) for n in ("demo", "ci", "bench")}
+    assert len({yaml.safe_dump({k: c[k] for k in ("datasets", "image_size")}) for c in configs.values()}) == 1
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert schema["properties"]["preset"]["enum"] == list(PRESETS)
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for stage in ("runs", "tables", "figures", "report"):
+        assert {"demo", "ci", "bench", "paper"} <= set(stages[stage]["foreach"]), stage
 
 
 def test_paper_dry_run_job_counts_with_local_sources(tmp_path):
@@ -87,13 +106,14 @@ def test_paper_dry_run_job_counts_with_local_sources(tmp_path):
     assert done.returncode == 0, done.stderr
     runs = expected_runs(len(method_names()))
     assert job_counts(done.stdout) == {
-        "download": 3, "prepare": 3, "splits": 3, "train": runs, "evaluate": runs, "tables": 1, "figures": 1,
-        "all": 1, "total": 12 + 2 * runs,
+        "download": 3, "prepare": 3, "splits": 3, "run": runs, "tables": 1, "figures": 1, "all": 1,
+        "total": 12 + runs,
     }  # fmt: skip
     # one training job's command: paper preset, the variant's options, one call of the CLI
     target = "results/paper/runs/vindr/sagan/ar0.6/acm1-arrm0/seed2/config.yaml"
     shown = snakemake(tmp_path, target, "-n", "-p", "--cores", "8", "--configfile", str(config)).stdout
-    command = next(line for line in shown.splitlines() if "sagan train" in line)
+    command = next(line for line in shown.splitlines() if "sagan run" in line)
+    assert "val_log.csv" not in shown  # the real datasets have no validation split
     assert "--method sagan --seed 2" in command and "--preset paper" in command
     assert "--set data.anomaly_ratio=0.6 --set model.use_acm=true --set model.use_arrm=false" in command
     assert (
@@ -132,6 +152,15 @@ def test_schema_rejects_unknown_keys_and_bad_values(tmp_path, change, named):
     assert "Error validating config file" in first and named in first
 
 
+def test_validation_curves_on_real_data_fail_the_dry_run(tmp_path):
+    datasets = {"rsna": {"source": str(tmp_path)}}
+    config = write_config(tmp_path / "bad.yaml", REPO / "config/config.yaml", datasets=datasets, table3=None,
+                          table4=None, overrides={"all": {"eval.val_every": 100}})  # fmt: skip
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0 and "eval.val_every needs a labelled validation split, which rsna lack" in out
+
+
 def test_config_errors_beyond_the_schema(tmp_path):
     config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", methods=["sagan", "nosuch"])
     done = snakemake(tmp_path, "-n", "--configfile", str(config))
@@ -152,10 +181,15 @@ def test_config_errors_beyond_the_schema(tmp_path):
         ({"all": {"train.iterationz": 5}}, "unknown config key 'train.iterationz'"),
         ({"ae": {"model.lr_g": 1e-4}}, "overrides (method ae): unknown config key 'model.lr_g'"),
         ({"sagan": {"model.network": "fancy"}}, "model.network: 'fancy' is not allowed"),
+        (
+            {"sagan": {"eval.val_every": 5}},
+            "eval.val_every is on for some runs only; set it under overrides.all",
+        ),
+        ({"all": {"eval.val_every": -1}}, "eval.val_every must be >= 0"),
     ],
 )
 def test_bad_training_overrides_fail_the_dry_run(tmp_path, overrides, named):
-    # checked at parse time by the code `sagan train` uses, not in every training job
+    # checked at parse time by the code `sagan run` uses, not in every run job
     config = write_config(tmp_path / "bad.yaml", REPO / "config/demo.yaml", overrides=overrides)
     done = snakemake(tmp_path, "-n", "--configfile", str(config))
     assert done.returncode != 0 and named in done.stdout + done.stderr
@@ -170,9 +204,16 @@ TINY = {
     "seeds": [0],
     "table3": {"dataset": "synth-vindr"},
     "table4": {"dataset": "synth-rsna", "ratios": ["0_u", 0.6]},
-    "overrides": {"all": {"train.iterations": 10, "train.log_every": 5, "train.checkpoint_every": 10}},
+    "overrides": {
+        "all": {
+            "train.iterations": 10,
+            "train.log_every": 5,
+            "train.checkpoint_every": 10,
+            "eval.val_every": 5,
+        }
+    },
     "maps": 8,
-    "resources": {"train": {"threads": 1, "gpu": 1}, "evaluate": {"threads": 1, "gpu": 0}},
+    "resources": {"run": {"threads": 1, "gpu": 1}},
 }
 
 
@@ -217,8 +258,17 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     t4 = pd.read_csv(results / "tables/table4.csv", keep_default_na=False, dtype=str)
     assert list(t4["ar"]) == ["0_u", "0.6"]
     assert (results / "metrics.json").is_file() and (results / "report.html").stat().st_size > 100_000
+    loc = pd.read_csv(results / "tables/table_loc.csv")  # every synthetic set has exact masks
+    assert sorted(zip(loc["method"], loc["dataset"])) == sorted(zip(t2["method"], t2["dataset"]))
+    assert set(loc["ground_truth"]) == {"masks"} and loc["aupro_mean"].between(0, 100).all()
     for d in ("synth-rsna", "synth-vindr", "synth-lag"):
         assert (results / f"figures/heatmaps_{d}.pdf").is_file()
+        assert (results / f"figures/localization_{d}.pdf").is_file()
+        assert (results / f"figures/validation_{d}.png").is_file()
+    # every run has its validation curve (eval.val_every = 5 of 10 iterations)
+    val_logs = sorted((results / "runs").glob("**/val_log.csv"))
+    assert len(val_logs) == len(list((results / "runs").glob("**/metrics.json"))) == 6
+    assert all(pd.read_csv(p)["iteration"].tolist() == [5, 10] for p in val_logs)
     assert (results / "figures/anomaly_ratio.png").is_file()
 
     # everything is up to date for DVC and for Snakemake; committed tables match the runs

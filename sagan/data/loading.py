@@ -39,8 +39,10 @@ class TrainingData:
     normal: torch.Tensor  # (Nn, H, W) uint8 on device: labelled normals T_n
     unlabeled: torch.Tensor | None  # (U, H, W) uint8 or None ("0_u")
     unlabeled_info: dict
+    # the test set: empty (and its labels None) unless asked for (need_test), so that training reads
+    # no test label unless a test-oracle selection asks for it
     test: torch.Tensor  # (Nt, H, W) uint8
-    test_labels: np.ndarray
+    test_labels: np.ndarray | None
     test_names: list[str]
     test_rows: np.ndarray  # rows of the test images in the prepared index
     # labelled validation split, for learning curves without test labels: None unless asked for
@@ -56,9 +58,10 @@ def load_training_data(
     need_train: bool = True,
     need_unlabeled: bool = True,
     need_val: bool = False,
+    need_test: bool = True,
 ) -> TrainingData:
-    """The test set, and for training the labelled normals and (if `need_unlabeled`) the unlabelled set
-    of the configured anomaly ratio, as uint8 tensors on the device."""
+    """The test set (if `need_test`), and for training the labelled normals and (if `need_unlabeled`) the
+    unlabelled set of the configured anomaly ratio, as uint8 tensors on the device."""
     ds = load_prepared(root)
     images = resize_images(ds.images, cfg.image_size)
 
@@ -67,8 +70,8 @@ def load_training_data(
 
     split = ds.split
     unl = build_unlabeled_set(split, parse_anomaly_ratio(cfg.anomaly_ratio), cfg.on_small_pool)
-    test_names = list(split["test"]["0"]) + list(split["test"]["1"])
-    test_rows = ds.rows(test_names)
+    test_names = list(split["test"]["0"]) + list(split["test"]["1"]) if need_test else []
+    test_rows = ds.rows(test_names) if need_test else np.zeros(0, np.int64)
     normal = rows_to_device(ds.rows(split["train"]["0"])) if need_train else torch.empty(0)
     load_unl = need_train and need_unlabeled and unl["names"]
     unlabeled = rows_to_device(ds.rows(unl["names"])) if load_unl else None
@@ -79,7 +82,9 @@ def load_training_data(
         unlabeled=unlabeled,
         unlabeled_info={k: v for k, v in unl.items() if k != "names"},
         test=rows_to_device(test_rows),
-        test_labels=np.array([0] * len(split["test"]["0"]) + [1] * len(split["test"]["1"])),
+        test_labels=np.array([0] * len(split["test"]["0"]) + [1] * len(split["test"]["1"]))
+        if need_test
+        else None,
         test_names=test_names,
         test_rows=test_rows,
         val=rows_to_device(ds.rows(val[0])) if val else None,

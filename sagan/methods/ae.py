@@ -26,6 +26,7 @@ class AE(Reconstruction):
         # demo (32 px, batch 16): the benchmark network itself (14 ms an iteration on one CPU thread);
         # the test AUC on the synthetic sets stops rising after about 500 iterations (docs/methods.md)
         "demo": {"train.iterations": 500, "train.lr_decay": "none"},
+        "bench": {"train.iterations": 2000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
     }
 
     def build_network(self, cfg: AutoEncoderConfig, image_size: int) -> AutoEncoder:

@@ -73,7 +73,6 @@ class FAnoGAN(Method):
         if image_size % 16:
             raise ConfigError(f"f-AnoGAN needs an image size divisible by 16, got {image_size}")
         self.gan_iterations = iterations - round(iterations * cfg.encoder_fraction)
-        self.stage_starts = [0, self.gan_iterations]  # first step of each stage
         if not 0 < self.gan_iterations < iterations:
             raise ConfigError(
                 f"train.iterations={iterations} leaves no iteration for one of f-AnoGAN's two stages "

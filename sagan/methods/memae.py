@@ -37,7 +37,11 @@ class MemAE(Reconstruction):
     name = "memae"
     group = NORMAL_ONLY
     Config = MemAEConfig
-    PRESETS = {"paper": PAPER_BUDGET, "demo": {"train.iterations": 500, "train.lr_decay": "none"}}
+    PRESETS = {
+        "paper": PAPER_BUDGET,
+        "demo": {"train.iterations": 500, "train.lr_decay": "none"},
+        "bench": {"train.iterations": 2000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
+    }
 
     def build_network(self, cfg: MemAEConfig, image_size: int) -> MemAutoEncoder:
         return MemAutoEncoder(

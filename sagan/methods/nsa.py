@@ -43,6 +43,7 @@ PRESETS = {
         "model.blocks": 1,
         "model.pool": False,
     },
+    "bench": {"train.iterations": 2000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
 }
 
 

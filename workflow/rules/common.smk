@@ -23,7 +23,7 @@ from sagan.runtime import resolve_config
 RESULTS = f"results/{config['name']}"
 RUN = f"{RESULTS}/runs/{{dataset}}/{{method}}/ar{{ar}}/{{variant}}/seed{{seed}}"
 RUN_LOG = "{dataset}/{method}/ar{ar}/{variant}/seed{seed}"
-JOBS = config["resources"]  # threads and resources of the heavy jobs (train, evaluate, prepare)
+JOBS = config["resources"]  # threads and resources of the heavy jobs (run, prepare)
 
 DATASETS = list(config["datasets"])
 SYNTHETIC = [d for d in DATASETS if d.startswith("synth-")]
@@ -78,13 +78,26 @@ def train_options(method, ar, variant):
     return sets
 
 
-# Each job's options are resolved now by the code `sagan train` runs, so that an unknown key or a
+# Each job's options are resolved now by the code `sagan run` runs, so that an unknown key or a
 # bad value under `overrides:` stops the dry run, named, instead of failing in every job.
+_val_every = set()
 for _method, _ar, _variant in sorted({key[1:4] for key in MATRIX}):
     try:
-        resolve_config(_method, 0, config["preset"], None, train_options(_method, _ar, _variant))
+        _cfg = resolve_config(_method, 0, config["preset"], None, train_options(_method, _ar, _variant))
     except SaganError as err:
         config_error(f"overrides (method {_method}): {err}")
+    _val_every.add(_cfg.eval.val_every > 0)
+
+# Learning curves on the validation split (`eval.val_every`, set under `overrides:`): every run has a
+# val_log.csv and each dataset a validation figure, or none; only the synthetic sets have the split.
+VALIDATION = _val_every == {True}
+if len(_val_every) > 1:
+    config_error("eval.val_every is on for some runs only; set it under overrides.all (or nowhere)")
+if VALIDATION and REAL:
+    config_error(
+        f"eval.val_every needs a labelled validation split, which {', '.join(REAL)} lack(s) (only the "
+        "synthetic sets have one); remove eval.val_every from overrides"
+    )
 
 
 def train_sets(wildcards):
@@ -99,7 +112,7 @@ def ratios_of(dataset):
 
 
 def run_dir(wildcards):
-    """The run folder of a train or evaluate job."""
+    """The run folder of a run job."""
     return RUN.format(**dict(wildcards.items()))
 
 
@@ -133,17 +146,21 @@ def code(stage, method=None):
 
 
 # --- outputs of the table and figure rules, and their report entries -------------------------
-TABLES = [f"{RESULTS}/tables/table{i}.{ext}" for i in (1, 2, 3, 4) for ext in ("csv", "md", "tex")]
+TABLES = [f"{RESULTS}/tables/{t}.{ext}" for t in ("table1", "table2", "table3", "table4", "table_loc") for ext in ("csv", "md", "tex")]
 FIGURES = {
     "heatmaps": [f"{RESULTS}/figures/heatmaps_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
     "roc_pr": [f"{RESULTS}/figures/roc_pr_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
     "training": [f"{RESULTS}/figures/training_{d}.png" for d in DATASETS],
+    "localization": [f"{RESULTS}/figures/localization_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
+    "validation": [f"{RESULTS}/figures/validation_{d}.png" for d in DATASETS] if VALIDATION else [],
     "anomaly_ratio": [f"{RESULTS}/figures/anomaly_ratio.{e}" for e in ("png", "pdf")] if TABLE4 else [],
 }
 FIGURE_TITLES = {
     "heatmaps": "Heatmaps",
     "roc_pr": "ROC and PR curves",
     "training": "Training curves",
+    "localization": "Localization",
+    "validation": "Validation curves",
     "anomaly_ratio": "Anomaly ratio",
 }
 

@@ -25,6 +25,7 @@ rule figures:
         scores=run_files("scores.csv"),
         maps=run_files("maps.npz"),
         train_logs=run_files("train_log.csv"),
+        val_logs=run_files("val_log.csv") if VALIDATION else [],
     output:
         figure_outputs(),
     log:
