@@ -27,6 +27,7 @@ from sagan.methods.fanogan import FAnoGAN, FAnoGANConfig
 from sagan.methods.ganomaly import GANomaly, GANomalyConfig
 from sagan.methods.healthygan import HealthyGAN, HealthyGANConfig
 from sagan.models.healthygan import MaskedGenerator, compose
+from sagan.runtime import resolve_config
 
 SIZE = 32
 SMALL = {
@@ -175,6 +176,19 @@ def test_fanogan_needs_room_for_both_stages():
         FAnoGAN(FAnoGANConfig(dim=4), SIZE, 1)
     with pytest.raises(ConfigError, match="divisible by 16"):
         FAnoGAN(FAnoGANConfig(dim=4), 40, 10)
+
+
+@pytest.mark.parametrize(
+    ("preset", "gan", "encoder"), [("ci", 5, 1), ("demo", 400, 400), ("paper", 100_000, 50_000)]
+)
+def test_fanogan_stage_split_at_each_preset(preset, gan, encoder):
+    """The paper's 100k + 50k, the demo's halves; CI's 6 iterations still reach a generator step (the
+    5th critic step) and train the encoder once."""
+    cfg = resolve_config("fanogan", 0, preset)
+    method = FAnoGAN(cfg.model, 64, cfg.train.iterations)
+    assert (method.gan_iterations, cfg.train.iterations - method.gan_iterations) == (gan, encoder)
+    assert method.stage(gan - 1) == "gan" and method.stage(gan) == "encoder"
+    assert gan >= cfg.model.n_critic
 
 
 def sagan_cli(*args: str, env: dict) -> subprocess.CompletedProcess:

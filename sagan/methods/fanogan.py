@@ -66,13 +66,18 @@ class FAnoGAN(Method):
             "model.lr_enc": 5e-4,
             "model.encoder_fraction": 0.5,
         },
+        # bench: the demo's networks (the preset starts from demo) at a longer budget, half per stage
+        "bench": {"train.iterations": 4000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
     }
 
     def __init__(self, cfg: FAnoGANConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size, iterations)
         if image_size % 16:
             raise ConfigError(f"f-AnoGAN needs an image size divisible by 16, got {image_size}")
-        self.gan_iterations = iterations - round(iterations * cfg.encoder_fraction)
+        # the GAN gets at least n_critic iterations (one generator step) when the run has room, the
+        # encoder at least one: at the ci preset's 6 iterations 5 + 1, otherwise the fraction decides
+        encoder = max(1, round(iterations * cfg.encoder_fraction))
+        self.gan_iterations = max(min(cfg.n_critic, iterations - 1), iterations - encoder)
         if not 0 < self.gan_iterations < iterations:
             raise ConfigError(
                 f"train.iterations={iterations} leaves no iteration for one of f-AnoGAN's two stages "

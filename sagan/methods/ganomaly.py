@@ -53,6 +53,8 @@ class GANomaly(Method):
     PRESETS = {
         "paper": {"train.iterations": 15_000},
         "demo": {"train.iterations": 400, "model.width": 8},
+        # bench: the demo's networks (the preset starts from demo) at a longer budget
+        "bench": {"train.iterations": 4000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
     }
 
     def __init__(self, cfg: GANomalyConfig, image_size: int, iterations: int):
