@@ -153,10 +153,9 @@ def validation_row(method: Method, data: TrainingData, cfg: RunConfig, done: int
     for module, training in modes.items():
         module.train(training)
     row: dict[str, float] = {"iteration": done, **image_metrics(data.val_labels, scored["score"])}
-    for key, scores in scored.items():
-        if key.startswith("extra_"):
-            m = image_metrics(data.val_labels, scores)
-            row.update({f"{key.removeprefix('extra_')}_{k}": v for k, v in m.items()})
+    for key in sorted(k for k in scored if k.startswith("extra_")):  # a fixed column order
+        m = image_metrics(data.val_labels, scored[key])
+        row.update({f"{key.removeprefix('extra_')}_{k}": v for k, v in m.items()})
     return row
 
 
