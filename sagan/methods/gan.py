@@ -7,6 +7,7 @@ schedule these methods choose in their presets (linear decay over the last half,
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,18 @@ class GANConfig:
     n_critic: int = 2  # critic steps per generator step
     lambda_gp: float = 10.0
     lambda_id: float = 1.0
+
+
+@contextmanager
+def frozen(*nets: torch.nn.Module):
+    """No parameter gradients for `nets` inside the block (a network held fixed while another learns)."""
+    for net in nets:
+        net.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for net in nets:
+            net.requires_grad_(True)
 
 
 class RestorationGAN(Method):
