@@ -1,8 +1,9 @@
 """Run configuration: typed, validated, resolved in one place and saved with every run.
 
 Resolution order: dataclass defaults (the paper's values) -> the generic preset (`paper` | `demo` |
-`ci` | `bench`, below; `ci` and `bench` start from `demo`) -> the method's `PRESETS[preset]` -> config file (YAML, nested sections) -> `--set
-section.key=value` overrides -> explicit command-line values (`--seed`).
+`ci` | `bench`, below; `ci` and `bench` start from `demo`) -> the method's `PRESETS[preset]` -> config
+file (YAML, nested sections) -> `--set section.key=value` overrides -> explicit command-line values
+(`--seed`).
 Method-specific settings (network widths, learning rates, loss weights) live in the method's own
 `Config` dataclass, handed to `build_config` with the method's presets (`sagan.runtime.resolve_config`
 looks both up in the registry); generic settings live here.
@@ -87,7 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # ci: the demo's networks at a pipeline-check budget, the same for every method (a method's own
     # demo budget is overridden): enough iterations for every code path (the GANs' generator steps,
-    # a learning-rate decay step, two checkpoints, a resume point), not for learning
+    # learning-rate decay steps, two checkpoints), not for learning
     "ci": {
         "train.iterations": 6,
         "train.log_every": 2,

@@ -271,7 +271,8 @@ def draw_validation(runs: pd.DataFrame, dataset: str) -> plt.Figure:
                 ax.fill_between(x, table.min(axis=1), table.max(axis=1), color=color, alpha=0.15, lw=0)
                 label = f"{method} ({name})" if name else method
                 ls = "--" if name else ("-" if k < len(METHOD_COLORS) else ":")
-                ax.plot(x, table.mean(axis=1), color=color, ls=ls, lw=1.4, label=label)
+                marker = "o" if len(x) <= 5 else None
+                ax.plot(x, table.mean(axis=1), color=color, ls=ls, lw=1.4, marker=marker, ms=3, label=label)
     for ax, metric in zip(axes, ("AUC", "AP")):
         ax.axhline(0.5, ls="--", color="grey", lw=1, label="chance")  # AP too: the split is balanced
         ax.set(xlabel="iteration", ylabel=f"validation {metric}", title=metric, ylim=(0, 1.01))
