@@ -1,13 +1,19 @@
 """Cost of the statistics of a demo-sized experiment, and coverage of the row interval.
 
     python benchmarks/stats_cost.py [--runs 135] [--seeds 3] [--test 80] [--group 5] [--map-size 64]
-                                    [--coverage 0]
+                                    [--coverage 0] [--demo]
 
 Generated scores stand in for the runs (the statistics only see per-image scores and labels):
 runs / seeds table rows, each row --seeds runs of --test images (half abnormal), rows in groups of
 --group compared with their best. Times, in seconds: a stratified bootstrap interval per run, a
 two-way interval per row, DeLong + paired bootstrap + Holm per group, and the localization metrics
 of every run on --test maps of --map-size pixels. All with 2000 resamples.
+
+--demo builds the demo's run matrix (config/demo.yaml: 3 synthetic sets, every registered method,
+3 seeds, the Table 3 variants on synth-vindr and the Table 4 ratios on synth-rsna) as run folders in
+the evaluator's layout (tests/run_fakes.py; --test images of --map-size pixels per run), then times
+what the evaluator adds per run (`run_interval` and `run_localization` on the stored scores and maps)
+and `sagan tables` on the whole experiment (every interval and p-value of Tables 2-4 and table_loc).
 
 --coverage N simulates N experiments whose true seed-mean AUC is known (seeds differ in signal
 strength by --seed-spread) and prints how often each
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +35,13 @@ from scipy.stats import norm, t
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sagan import localization, stats  # noqa: E402
+from sagan.experiments import MAIN_AR, VARIANTS  # noqa: E402
+from sagan.methods import method_names  # noqa: E402
+from sagan.report.tables import build_tables  # noqa: E402
+from tests.run_fakes import make_run, make_splits  # noqa: E402
+
+DEMO_DATASETS = ("synth-rsna", "synth-vindr", "synth-lag")
+DEMO_RATIOS = ("0_u", "0", "0.2", "0.4", "0.8", "1")  # Table 4, besides the main ratio
 
 
 def scores_of_row(
@@ -80,6 +94,53 @@ def cost(args: argparse.Namespace) -> None:
     )
 
 
+def demo_matrix(seeds: int) -> list[tuple[str, str, str, str, int]]:
+    """(dataset, method, ar, variant, seed) of every run of the demo (workflow/rules/common.smk)."""
+    keys = []
+    for seed in range(seeds):
+        keys += [(d, m, MAIN_AR, "default", seed) for d in DEMO_DATASETS for m in method_names()]
+        keys += [("synth-vindr", "sagan", MAIN_AR, v, seed) for v in VARIANTS if v != "default"]
+        keys += [("synth-rsna", "sagan", ar, "default", seed) for ar in DEMO_RATIOS]
+    return keys
+
+
+def demo(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "demo"
+        keys = demo_matrix(args.seeds)
+        folders = []
+        for d in DEMO_DATASETS:
+            make_splits(root, d)
+        for dataset, method, ar, variant, seed in keys:
+            folders.append(
+                make_run(
+                    root, dataset, method, seed, ar=ar, variant=variant, n_test=args.test, size=args.map_size
+                )
+            )
+        print(f"demo matrix: {len(keys)} runs ({len(method_names())} methods), {args.test} test images of "
+              f"{args.map_size}x{args.map_size} px")  # fmt: skip
+        stored = []
+        for run in folders:
+            z = np.load(run / "maps.npz")
+            maps = z["test_maps"].astype(np.float32) * float(z["test_map_scale"])
+            truth = z["test_truth"] if "test_truth" in z.files else None
+            stored.append((z["test_labels"], np.loadtxt(run / "scores.csv", delimiter=",", skiprows=1, usecols=2),
+                           maps, truth))  # fmt: skip
+        total = timed(
+            f"evaluator: run intervals ({len(stored)} runs)",
+            lambda: [stats.run_interval(scores, labels) for labels, scores, _, _ in stored],
+        )
+        total += timed(
+            f"evaluator: localization ({len(stored)} runs)",
+            lambda: [localization.run_localization(m, y, t, "masks" if t is not None else None)
+                     for y, _, m, t in stored],
+        )  # fmt: skip
+        total += timed(
+            "sagan tables (Tables 1-4 and table_loc, every interval and p)", lambda: build_tables(root)
+        )
+        print(f"{'statistics of the demo, total':58s} {total:7.2f} s")
+
+
 def coverage(args: argparse.Namespace) -> None:
     """True value: scores differ between an abnormal and a normal image by N(strength, 2 (1 + 0.7^2)),
     so a seed's population AUC is Phi(strength / sqrt(2.98)); the target is its mean over seeds."""
@@ -114,8 +175,12 @@ def main() -> None:
     p.add_argument("--map-size", type=int, default=64)
     p.add_argument("--coverage", type=int, default=0)
     p.add_argument("--seed-spread", type=float, default=0.3, help="std of the seeds' signal strength")
+    p.add_argument("--demo", action="store_true", help="time the demo's matrix as run folders instead")
     args = p.parse_args()
-    cost(args)
+    if args.demo:
+        demo(args)
+    else:
+        cost(args)
     if args.coverage:
         coverage(args)
 

@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list the registered methods")
 
     # --- results -----------------------------------------------------------------------------
-    s = sub.add_parser("tables", help="render Tables 1-4 (csv, md, tex) from run metrics")
+    s = sub.add_parser("tables", help="render Tables 1-4 and table_loc (csv, md, tex) from run metrics")
     s.add_argument("--results", required=True, help="experiment folder (results/<name>)")
     s.add_argument("--out", required=True, help="tables folder")
 

@@ -20,8 +20,10 @@ import pandas as pd
 import torch
 
 from sagan.atomic import write_atomic
+from sagan.data.ground_truth import pixel_ground_truth
 from sagan.data.loading import load_training_data, resize_images, to_unit_range
 from sagan.errors import DatasetError
+from sagan.localization import compact_maps, run_localization
 from sagan.methods import Method
 from sagan.runtime import (
     build_method,
@@ -32,6 +34,7 @@ from sagan.runtime import (
     set_threads,
 )
 from sagan.scoring import image_metrics, score_images
+from sagan.stats import run_interval
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +66,12 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     identity = run_identity(cfg)
     labels = data.test_labels
     normal_idx, abnormal_idx = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
-    keep = np.concatenate([normal_idx[:n_maps], abnormal_idx[:n_maps]])
+    keep = np.concatenate([normal_idx[:n_maps], abnormal_idx[:n_maps]])  # the examples for figures
+    every = np.arange(len(labels))  # maps of every test image, for the localization metrics
 
     def scored(ckpt: Path) -> tuple[dict, int]:
         iteration = load_checkpoint(method, ckpt, identity)
-        return score_images(method, data.test, cfg.eval.batch_size, cfg.seed, keep), iteration
+        return score_images(method, data.test, cfg.eval.batch_size, cfg.seed, every), iteration
 
     last, last_it = scored(run / "checkpoints" / "last.pt")
     if last_it != cfg.train.iterations:
@@ -86,13 +90,16 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
             "oracle_gap": {k: m_oracle[k] - m_last[k] for k in ("auc", "ap")},
         }
 
-    write_maps(run / "maps.npz", data, result, keep, cfg.data.image_size)
+    truth, truth_kind = pixel_ground_truth(data.dataset, data.test_rows, cfg.data.image_size)
+    write_maps(run / "maps.npz", data, result, keep, cfg.data.image_size, truth)
     scores = result["score"]
     extra = {k.removeprefix("extra_"): v for k, v in result.items() if k.startswith("extra_")}
     table = pd.DataFrame({"name": data.test_names, "label": labels, "score": scores, **extra})
     write_atomic(run / "scores.csv", table.to_csv(index=False, float_format="%.8g"))
     m = {
         **image_metrics(labels, scores),
+        "ci95": run_interval(scores, labels),  # stratified bootstrap over the test images
+        "localization": run_localization(result.get("map"), labels, truth, truth_kind),
         "selection": cfg.eval.selection,
         "iteration": int(iteration),
         "method": cfg.method,
@@ -106,7 +113,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         "n_test": int(len(labels)),
         "n_normal": int((labels == 0).sum()),
         "n_abnormal": int((labels == 1).sum()),
-        **({"extra": {k: image_metrics(labels, v) for k, v in extra.items()}} if extra else {}),
+        **({"extra": {k: extra_metrics(method, k, labels, v) for k, v in extra.items()}} if extra else {}),
         **selection,
     }
     write_atomic(run / "metrics.json", json.dumps(m, indent=2))  # last: the run is evaluated
@@ -114,8 +121,17 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     return m
 
 
-def write_maps(path: Path, data: Any, result: dict, keep: np.ndarray, image_size: int) -> None:
-    """Images, restorations, anomaly maps, boxes and masks of the kept test images, for figures."""
+def extra_metrics(method: Method, name: str, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """AUC, AP, their interval and the Table 2 group of one of the method's extra scores."""
+    group = method.extra_groups.get(name, method.group)
+    return {**image_metrics(labels, scores), "ci95": run_interval(scores, labels), "group": group}
+
+
+def write_maps(
+    path: Path, data: Any, result: dict, keep: np.ndarray, image_size: int, truth: np.ndarray | None
+) -> None:
+    """Images, restorations, anomaly maps, boxes and masks of the kept test images, for figures; and
+    the map (float16 times test_map_scale) and pixel ground truth of every test image."""
     ds, labels = data.dataset, data.test_labels
     rows = data.test_rows[keep]
     index = ds.index
@@ -129,11 +145,16 @@ def write_maps(path: Path, data: Any, result: dict, keep: np.ndarray, image_size
         "labels": labels[keep],
         "scores": result["score"][keep],
         "images": to_unit_range(data.test[torch.as_tensor(keep)])[:, 0].cpu().numpy(),
-        **({"restored": result["restored"]} if "restored" in result else {}),
-        **({"maps": result["map"]} if "map" in result else {}),
+        **({"restored": result["restored"][keep]} if "restored" in result else {}),
+        **({"maps": result["map"][keep]} if "map" in result else {}),
         "boxes": np.array([index.at[r, "boxes"] for r in rows]),
         "masks": masks,
+        "test_names": np.array(data.test_names),
+        "test_labels": labels,
+        **({"test_truth": truth} if truth is not None else {}),
     }
+    if "map" in result:
+        arrays["test_maps"], arrays["test_map_scale"] = compact_maps(result["map"])
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(path)

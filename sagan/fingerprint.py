@@ -41,7 +41,8 @@ METHOD_STAGES = ("train", "evaluate", "run")  # these also run the method's modu
 # package data read by a module (paths relative to the package): part of every stage importing it
 DATA_FILES = {
     "sagan.data.splits": ("splits/*.json",),
-    "sagan.report.tables": ("reference/*.yaml",),
+    "sagan.report.tables": ("reference/paper_values.yaml",),
+    "sagan.report.other_papers": ("reference/other_papers.yaml",),
 }
 
 

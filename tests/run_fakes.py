@@ -10,10 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sagan.experiments import VARIANTS
+from sagan.localization import compact_maps, run_localization
 from sagan.methods import get_method
+from sagan.scoring import image_metrics
+from sagan.stats import run_interval
+
+
+def box_of(mask: np.ndarray) -> str:
+    """The bounding box of a mask as index.csv stores it: JSON [[x0, y0, x1, y1]] in fractions."""
+    rows, cols = np.nonzero(mask)
+    if not rows.size:
+        return "[]"
+    h, w = mask.shape
+    return json.dumps([[cols.min() / w, rows.min() / h, (cols.max() + 1) / w, (rows.max() + 1) / h]])
 
 
 def make_run(
@@ -42,9 +53,33 @@ def make_run(
     model.update({key.removeprefix("model."): value for key, value in VARIANTS[variant].items()})
     if "network" in model:
         model["network"] = network
+
+    # every test image: smooth, abnormal ones with a bright square (its mask and box recorded, except on
+    # LAG, which has no pixel labels); the map is |x - x'| / 2 with x' restoring the square, plus noise
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images = np.stack([0.5 * np.sin(5 * xx + i) * np.cos(3 * yy) for i in range(n_test)]).astype(np.float32)
+    masks = np.zeros((n_test, size, size), np.uint8)
+    for i in np.flatnonzero(labels):
+        x0, y0 = 4 + 2 * (i % 6), 6 + i % 5
+        images[i, y0 : y0 + 8, x0 : x0 + 8] += 0.6
+        masks[i, y0 : y0 + 8, x0 : x0 + 8] = 1
+    restored = images * (1 - 0.8 * masks)
+    test_maps = np.abs(images - restored) / 2 * separation / 2 + 0.15 * rng.random(images.shape)
+    kind = None if dataset.endswith("lag") else "masks" if dataset.startswith("synth-") else "boxes"
+    truth = masks.astype(bool) if kind else None
+    examples = np.concatenate([np.arange(4), n_test // 2 + np.arange(4)])  # 4 normal, 4 abnormal
+    boxes = [box_of(masks[i]) if kind else "[]" for i in examples]
+    extra = {}
+    if method == "ddad":  # DDAD-intra, an extra score in the normal-only group
+        intra = rng.normal(0.1, 0.03, n_test) + labels * 0.6 * 0.03
+        extra["intra"] = {**image_metrics(labels, intra), "group": cls.extra_groups["intra"]}
+        pd.DataFrame({"name": names, "label": labels, "score": scores, "intra": intra}).to_csv(
+            run / "scores.csv", index=False
+        )
     metrics = {
-        "auc": float(roc_auc_score(labels, scores)),
-        "ap": float(average_precision_score(labels, scores)),
+        **image_metrics(labels, scores),
+        "ci95": run_interval(scores, labels, n_boot=200),
+        "localization": run_localization(test_maps, labels, truth, kind),
         "selection": selection,
         "iteration": 200,
         "method": method,
@@ -54,35 +89,25 @@ def make_run(
         "model": model,
         "group": cls.group,
         "n_test": n_test,
+        **({"extra": extra} if extra else {}),
     }
     (run / "metrics.json").write_text(json.dumps(metrics))
-
-    # anomaly maps: smooth images, abnormal ones with a bright square (box + mask recorded)
-    k = 8
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    images = np.stack([0.5 * np.sin(5 * xx + i) * np.cos(3 * yy) for i in range(k)]).astype(np.float32)
-    masks = np.zeros((k, size, size), np.uint8)
-    boxes = []
-    map_labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    for i in range(k):
-        if map_labels[i]:
-            x0, y0 = 4 + 2 * i, 6 + i
-            images[i, y0 : y0 + 8, x0 : x0 + 8] += 0.6
-            masks[i, y0 : y0 + 8, x0 : x0 + 8] = 1
-            boxes.append(json.dumps([[x0 / size, y0 / size, (x0 + 8) / size, (y0 + 8) / size]]))
-        else:
-            boxes.append("[]")
-    restored = images * (1 - 0.8 * masks)
+    stored, scale = compact_maps(test_maps)
     np.savez(
         run / "maps.npz",
-        names=np.array(names[:k]),
-        labels=map_labels,
-        scores=scores[:k],
-        images=np.clip(images, -1, 1),
-        restored=np.clip(restored, -1, 1),
-        maps=np.abs(images - restored) / 2,
+        names=np.array(names)[examples],
+        labels=labels[examples],
+        scores=scores[examples],
+        images=np.clip(images[examples], -1, 1),
+        restored=np.clip(restored[examples], -1, 1),
+        maps=test_maps[examples],
         boxes=np.array(boxes),
-        masks=masks,
+        masks=masks[examples] if kind else np.zeros_like(masks[examples]),
+        test_names=np.array(names),
+        test_labels=labels,
+        test_maps=stored,
+        test_map_scale=scale,
+        **({"test_truth": truth} if truth is not None else {}),
     )
     its = np.arange(10, 210, 10)
     log = {

@@ -20,6 +20,7 @@ from sagan.report.figures import (
     pick_heatmap_run,
     write_figures,
 )
+from sagan.report.localization_figure import draw_localization
 from sagan.report.runs import load_runs
 from tests.run_fakes import make_experiment
 
@@ -42,6 +43,8 @@ def test_expected_files(figures):
             f"roc_pr_{d}.pdf",
             f"roc_pr_{d}.png",
             f"training_{d}.png",
+            f"localization_{d}.pdf",
+            f"localization_{d}.png",
             f"validation_{d}.png",
         ]
     assert names == sorted(expected)
@@ -112,7 +115,8 @@ def test_no_anomaly_ratio_figure_without_table4_runs(tmp_path):
     root = make_experiment(tmp_path / "x", datasets=("synth-lag",), seeds=(0,), table3=None, table4=None)
     names = {p.name for p in write_figures(root, tmp_path / "figs")}
     assert names == {"heatmaps_synth-lag.png", "heatmaps_synth-lag.pdf", "roc_pr_synth-lag.png",
-                     "roc_pr_synth-lag.pdf", "training_synth-lag.png", "validation_synth-lag.png"}  # fmt: skip
+                     "roc_pr_synth-lag.pdf", "training_synth-lag.png", "localization_synth-lag.png",
+                     "localization_synth-lag.pdf", "validation_synth-lag.png"}  # fmt: skip
 
 
 def training_panels(fig) -> dict[str, plt.Axes]:
@@ -158,6 +162,83 @@ def test_training_curves_skip_iterations_where_a_loss_was_not_logged(tmp_path):
     np.testing.assert_array_equal(line.get_ydata(), log.loc[logged, "g_loss"])
     (line,) = panels["sagan: d_loss"].get_lines()
     assert len(line.get_xdata()) == len(log)
+    plt.close("all")
+
+
+# --- localization grid ------------------------------------------------------------------------
+def grid(fig) -> np.ndarray:
+    """The figure's axes by their place in the subplot grid."""
+    nrows, ncols = fig.axes[0].get_subplotspec().get_gridspec().get_geometry()
+    axes = np.empty((nrows, ncols), object)
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        axes[spec.rowspan.start, spec.colspan.start] = ax
+    return axes
+
+
+def test_localization_grid_shows_each_methods_stored_maps_with_outline_and_maximum(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-rsna",), methods=("ae", "ddad", "sagan"),
+                           seeds=(1, 0), table3=None, table4=None)  # fmt: skip
+    runs = load_runs(root)
+    axes = grid(draw_localization(runs, "synth-rsna"))
+    # rows: the images, then the methods in Table 2's order (ddad-intra has no map of its own)
+    assert [row[0].get_ylabel() for row in axes] == ["image", "ae", "ddad", "sagan"]
+    assert axes.shape[1] == 4
+    first = np.load(f"{runs[(runs['method'] == 'ae') & (runs['seed'] == 0)]['run'].iloc[0]}/maps.npz")
+    names = [ax.get_title() for ax in axes[0]]
+    abnormal = [str(n) for n, label in zip(first["names"], first["labels"]) if label]
+    assert names == abnormal[:4]
+    position = {str(n): i for i, n in enumerate(first["test_names"])}
+    for row, method in zip(axes[1:], ("ae", "ddad", "sagan")):
+        run = runs[(runs["method"] == method) & (runs["seed"] == 0)]["run"].iloc[0]  # the lowest seed
+        z = np.load(f"{run}/maps.npz")
+        maps = z["test_maps"].astype(np.float32) * float(z["test_map_scale"])
+        for ax, name in zip(row, names):
+            m, t = maps[position[name]], z["test_truth"][position[name]]
+            (shown,) = ax.get_images()
+            np.testing.assert_array_equal(shown.get_array(), m)
+            (outline,) = [c for c in ax.collections if isinstance(c, ContourSet)]
+            assert {to_hex(c) for c in outline.get_edgecolor()} == {to_hex("white")}
+            (marker,) = ax.get_lines()
+            r, c = np.unravel_index(np.argmax(m), m.shape)
+            assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (c, r)
+            assert to_hex(marker.get_color()) == to_hex("lime" if t[r, c] else "red")
+    for ax, name in zip(axes[0], names):  # the image row: the stored image, outlined in lime
+        (outline,) = [c for c in ax.collections if isinstance(c, ContourSet)]
+        assert {to_hex(c) for c in outline.get_edgecolor()} == {to_hex("lime")}
+        np.testing.assert_array_equal(
+            ax.get_images()[0].get_array(), first["images"][list(first["names"]).index(name)]
+        )
+    plt.close("all")
+
+
+def test_localization_grid_misses_are_red_and_a_method_without_map_says_so(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-rsna",), methods=("ae", "sagan"), seeds=(0,),
+                           table3=None, table4=None)  # fmt: skip
+    runs = load_runs(root)
+    ae_run = runs[runs["method"] == "ae"]["run"].iloc[0]
+    z = dict(np.load(f"{ae_run}/maps.npz"))
+    flipped = z["test_maps"].astype(np.float32)
+    flipped[z["test_truth"]] = 0  # the map is lowest where the finding is: every maximum misses
+    z["test_maps"] = flipped.astype(np.float16)
+    np.savez(f"{ae_run}/maps.npz", **z)
+    sagan_run = runs[runs["method"] == "sagan"]["run"].iloc[0]
+    z = dict(np.load(f"{sagan_run}/maps.npz"))
+    del z["test_maps"], z["test_map_scale"]
+    np.savez(f"{sagan_run}/maps.npz", **z)
+    axes = grid(draw_localization(runs, "synth-rsna"))
+    assert all(to_hex(ax.get_lines()[0].get_color()) == to_hex("red") for ax in axes[1])
+    assert [t.get_text() for t in axes[2][0].texts] == ["no anomaly map"]
+    assert all(ax.get_images() == [] for ax in axes[2])
+    plt.close("all")
+
+
+def test_localization_grid_without_pixel_labels_has_no_outline_or_marker(tmp_path):
+    root = make_experiment(tmp_path / "x", datasets=("synth-lag",), seeds=(0,), table3=None, table4=None)
+    axes = grid(draw_localization(load_runs(root), "synth-lag"))
+    assert axes.shape == (3, 4)
+    for ax in axes.ravel():
+        assert ax.get_lines() == [] and not [c for c in ax.collections if isinstance(c, ContourSet)]
     plt.close("all")
 
 

@@ -3,12 +3,17 @@ threshold-by-threshold implementation), pointing game and best Dice."""
 
 from __future__ import annotations
 
+import json
 from collections import deque
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from sagan import localization as loc
+from sagan.data.ground_truth import pixel_ground_truth
+from sagan.data.prepared import PreparedDataset, load_prepared, write_prepared
 
 
 # --- boxes ------------------------------------------------------------------------------------
@@ -172,3 +177,87 @@ def test_localization_metrics_leave_out_abnormal_images_without_annotation():
     )
     assert loc.localization_metrics(maps3, np.array([1, 0, 1]), truth3) == base
     assert loc.pixel_auroc(maps3, truth3) != base["pixel_auroc"]  # counting it as empty would
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pixel_auroc_equals_sklearn_with_ties(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.random((3, 7, 5)) < 0.3
+    maps = np.round(rng.random((3, 7, 5)) + 0.3 * truth, 1).astype(np.float16)  # stored maps: float16
+    assert loc.pixel_auroc(maps, truth) == pytest.approx(
+        roc_auc_score(truth.ravel(), maps.ravel()), abs=1e-12
+    )
+
+
+def test_localization_metrics_from_one_sort_equal_the_single_metrics():
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 0, 1, 1, 1])
+    truth = np.zeros((5, 8, 8), bool)
+    truth[2, 1:4, 2:6] = truth[3, 5:8, 0:2] = truth[4, 0:2, 0:2] = True
+    maps = np.round(rng.random((5, 8, 8)) + 0.5 * truth, 2)
+    m = loc.localization_metrics(maps, labels, truth)
+    assert m["pixel_auroc"] == pytest.approx(loc.pixel_auroc(maps, truth), abs=1e-12)
+    assert m["aupro"] == pytest.approx(aupro_naive(maps, truth), abs=1e-9)
+    assert (m["best_dice"], m["dice_threshold"]) == loc.best_dice(maps, truth)
+    assert m["pointing_game"] == loc.pointing_game(maps, truth) and m["n_images"] == 5
+
+
+# --- ground truth at the experiment resolution, and what the evaluator stores ------------------
+def prepared(root, masks: np.ndarray | None, boxes: list[list]) -> PreparedDataset:
+    """A prepared dataset of 4 test images at 64 px: two normal, two abnormal."""
+    names = [f"t{i}.png" for i in range(4)]
+    split = {"train": {"0": [], "unlabeled": {"0": [], "1": []}}, "test": {"0": names[:2], "1": names[2:]}}
+    index = pd.DataFrame(
+        {"name": names, "label": [0, 0, 1, 1], "pool": "test", "boxes": [json.dumps(b) for b in boxes],
+         "mask": [-1, -1, 0, 1] if masks is not None else -1}
+    )  # fmt: skip
+    images = np.zeros((4, 64, 64), np.uint8)
+    write_prepared(root, images, index, split, {"dataset": "x"}, masks=masks)
+    return load_prepared(root)
+
+
+def test_ground_truth_is_the_mask_resized_like_the_images(tmp_path):
+    masks = np.zeros((2, 64, 64), np.uint8)
+    masks[0, 10:20, 30:38] = 1  # even edges: exactly pixels 5-9 x 15-18 at 32 px
+    masks[1, 40:41, 0:64] = 1  # one row: half a pixel at 32 px, rounds to half-grey, below the threshold
+    boxes = [[], [], [[0.0, 0.0, 0.5, 0.5]], []]  # a box too: the mask wins
+    ds = prepared(tmp_path / "m", masks, boxes)
+    truth, kind = pixel_ground_truth(ds, ds.rows(["t0.png", "t1.png", "t2.png", "t3.png"]), 32)
+    assert kind == "masks" and truth.shape == (4, 32, 32) and not truth[:2].any()
+    expected = np.zeros((32, 32), bool)
+    expected[5:10, 15:19] = True
+    assert np.array_equal(truth[2], expected) and not truth[3].any()
+    same, _ = pixel_ground_truth(ds, ds.rows(["t2.png"]), 64)
+    assert np.array_equal(same[0], masks[0] == 1)
+
+
+def test_ground_truth_is_the_union_of_the_boxes_or_none(tmp_path):
+    readers = [[0.0, 0.0, 0.5, 0.5], [0.25, 0.25, 0.75, 0.75]]
+    ds = prepared(tmp_path / "b", None, [[], [], readers, [[0.5, 0.5, 1.0, 1.0]]])
+    truth, kind = pixel_ground_truth(ds, ds.rows(["t3.png", "t2.png", "t0.png"]), 8)
+    assert kind == "boxes"
+    assert np.array_equal(truth[1], loc.boxes_to_mask(readers, 8, 8)) and truth[1].sum() == 28
+    assert truth[0].sum() == 16 and not truth[2].any()
+    lag = prepared(tmp_path / "l", None, [[], [], [], []])
+    assert pixel_ground_truth(lag, lag.rows(["t2.png"]), 8) == (None, None)
+
+
+def test_run_localization_is_null_where_it_does_not_apply_and_never_nan():
+    labels = np.array([1, 0])
+    nulls = dict.fromkeys(["pixel_auroc", "aupro", "pointing_game", "best_dice", "dice_threshold"])
+    no_map = loc.run_localization(None, labels, HAND_TRUTH, "masks")
+    assert no_map == {"ground_truth": "masks", "has_map": False, "n_images": 0, **nulls}
+    no_truth = loc.run_localization(HAND_MAPS, labels, None, None)
+    assert no_truth == {"ground_truth": None, "has_map": True, "n_images": 0, **nulls}
+    unannotated = loc.run_localization(HAND_MAPS, np.array([1, 1]), np.zeros_like(HAND_TRUTH), "boxes")
+    assert unannotated["n_images"] == 0 and unannotated["aupro"] is None  # no image left: null, not NaN
+    full = loc.run_localization(HAND_MAPS, labels, HAND_TRUTH, "masks")
+    assert full["aupro"] == pytest.approx(1669 / 2160) and full["n_images"] == 2
+
+
+def test_compact_maps_keep_three_digits_of_tiny_maps():
+    maps = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32) * 1e-6  # squared errors
+    stored, scale = loc.compact_maps(maps)
+    assert stored.dtype == np.float16 and scale == pytest.approx(maps.max())
+    np.testing.assert_allclose(stored.astype(np.float32) * scale, maps, rtol=1e-3, atol=1e-3 * scale)
+    assert loc.compact_maps(np.zeros((1, 2, 2)))[1] == 1.0

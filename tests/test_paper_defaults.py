@@ -2,8 +2,8 @@
 
 import torch
 
-from sagan.runtime import resolve_config
 from sagan.methods import get_method
+from sagan.runtime import resolve_config
 
 
 def test_sagan_paper_preset_is_the_papers_setting():

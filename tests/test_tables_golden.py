@@ -18,8 +18,8 @@ from tests.run_fakes import make_experiment
 
 GOLDEN = Path(__file__).parent / "golden" / "tables"
 # name -> make_experiment calls into one folder: the full run matrix, test-oracle selection, ablations
-# and anomaly ratios on two datasets (Tables 3 and 4 gain a Dataset column), and one seed with Tables
-# 3 and 4 empty
+# and anomaly ratios on two datasets (Tables 3 and 4 gain a Dataset column), one seed with Tables 3
+# and 4 empty, and the baselines
 EXPERIMENTS = {
     "full": [{}],
     "oracle": [{"datasets": ("vindr", "rsna"), "seeds": (0, 1), "selection": "test-oracle"}],
@@ -33,6 +33,9 @@ EXPERIMENTS = {
         {"datasets": ("synth-rsna",), "seeds": (0, 1), "table3": "synth-rsna", "table4": "synth-vindr"},
     ],
     "small": [{"datasets": ("synth-rsna",), "seeds": (0,), "table3": None, "table4": None}],
+    # baselines with other papers' published values (AE4AD, DDAD) on the real datasets' names, DDAD's
+    # intra score as its own normal-only row, and LAG without pixel labels (n/a in table_loc)
+    "baselines": [{"methods": ("ae", "memae", "ddad", "sagan"), "seeds": (0, 1), "table3": None}],
 }
 
 

@@ -19,11 +19,15 @@ import torch
 import yaml
 
 from sagan.cli import main as cli
+from sagan.data.prepared import load_prepared
 from sagan.errors import ConfigError, DatasetError, TrainingError
 from sagan.evaluate import evaluate_run
-from sagan.methods import method_names
+from sagan.experiments import NORMAL_ONLY
+from sagan.localization import boxes_to_mask, localization_metrics
+from sagan.methods import get_method, method_names
 from sagan.runtime import build_method, resolve_config
 from sagan.trainer import lr_factor, train, training_data
+from tests.conftest import make_tiny_dataset
 
 FAST = ["train.threads=1", "data.image_size=32", "train.batch_size=4", "train.log_every=2"]
 SMALL = {"data.image_size": 32, "train.batch_size": 4, "train.threads": 1}
@@ -226,6 +230,59 @@ def test_maps_for_figures(tiny_dataset, tmp_path):
     assert (z["maps"] >= 0).all() and (z["maps"] <= 1).all()
     assert json.loads(str(z["boxes"][-1]))  # abnormal test images carry their boxes
     assert Path(tmp_path / "m" / "checkpoints" / "last.pt").is_file()
+
+
+def no_nan(text: str) -> dict:
+    def refuse(constant):
+        raise AssertionError(f"metrics.json holds {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_evaluator_stores_every_test_map_with_its_ground_truth_and_the_localization(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "m", method="ae")
+    z = np.load(tmp_path / "m" / "maps.npz")
+    ds = load_prepared(tiny_dataset)
+    rows = ds.rows(list(z["test_names"]))
+    assert list(z["test_labels"]) == list(ds.index["label"].to_numpy()[rows]) and len(rows) == 12
+    assert z["test_maps"].dtype == np.float16 and z["test_maps"].shape == (12, 32, 32)
+    # the 16 examples of the heatmap figure are the same maps, at full precision
+    examples = [list(z["test_names"]).index(n) for n in z["names"]]
+    scale = float(z["test_map_scale"])
+    np.testing.assert_allclose(z["test_maps"][examples] * scale, z["maps"], rtol=1e-3, atol=1e-3 * scale)
+    # ground truth: the recorded boxes, scaled to the 32 px of the experiment (here prepared at 32 px)
+    truth = np.stack([boxes_to_mask(ds.boxes(r), 32, 32) for r in rows])
+    assert np.array_equal(z["test_truth"], truth) and truth[6:].any(axis=(1, 2)).all() and not truth[:6].any()
+    m = no_nan((tmp_path / "m" / "metrics.json").read_text())
+    loc = m["localization"]
+    assert loc["ground_truth"] == "boxes" and loc["has_map"] and loc["n_images"] == 12
+    again = localization_metrics(z["test_maps"].astype(np.float32) * scale, z["test_labels"], truth)
+    for key in ("pixel_auroc", "aupro", "best_dice"):  # the stored float16 maps give the same values
+        assert loc[key] == pytest.approx(again[key], abs=2e-3), key
+    assert loc["pointing_game"] == pytest.approx(again["pointing_game"], abs=1 / 6)  # a tie may move
+    for metric in ("auc", "ap"):
+        low, high = m["ci95"][metric]
+        assert 0 <= low <= m[metric] <= high <= 1
+
+
+def test_evaluator_writes_null_localization_without_pixel_labels(tmp_path):
+    data = make_tiny_dataset(tmp_path / "lag-like")
+    index = pd.read_csv(data / "index.csv")
+    index["boxes"] = "[]"  # like LAG: labels, but no box and no mask
+    index.to_csv(data / "index.csv", index=False)
+    run_cli(data, tmp_path / "m", method="ae", iters=2)
+    z = np.load(tmp_path / "m" / "maps.npz")
+    assert "test_truth" not in z.files and z["test_maps"].shape == (12, 32, 32)
+    loc = no_nan((tmp_path / "m" / "metrics.json").read_text())["localization"]
+    assert loc["ground_truth"] is None and loc["has_map"] and loc["n_images"] == 0
+    assert [loc[k] for k in ("pixel_auroc", "aupro", "pointing_game", "best_dice")] == [None] * 4
+
+
+def test_extra_scores_get_their_interval_and_group(tiny_dataset, tmp_path):
+    run_cli(tiny_dataset, tmp_path / "d", method="ddad", iters=2)
+    intra = no_nan((tmp_path / "d" / "metrics.json").read_text())["extra"]["intra"]
+    assert intra["group"] == NORMAL_ONLY and get_method("ddad").group != NORMAL_ONLY
+    assert intra["ci95"]["auc"][0] <= intra["auc"] <= intra["ci95"]["auc"][1]
 
 
 def conv_output_dtypes(tiny, tmp_path, amp: str) -> set[torch.dtype]:

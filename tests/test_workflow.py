@@ -258,8 +258,12 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     t4 = pd.read_csv(results / "tables/table4.csv", keep_default_na=False, dtype=str)
     assert list(t4["ar"]) == ["0_u", "0.6"]
     assert (results / "metrics.json").is_file() and (results / "report.html").stat().st_size > 100_000
+    loc = pd.read_csv(results / "tables/table_loc.csv")  # every synthetic set has exact masks
+    assert sorted(zip(loc["method"], loc["dataset"])) == sorted(zip(t2["method"], t2["dataset"]))
+    assert set(loc["ground_truth"]) == {"masks"} and loc["aupro_mean"].between(0, 100).all()
     for d in ("synth-rsna", "synth-vindr", "synth-lag"):
         assert (results / f"figures/heatmaps_{d}.pdf").is_file()
+        assert (results / f"figures/localization_{d}.pdf").is_file()
         assert (results / f"figures/validation_{d}.png").is_file()
     # every run has its validation curve (eval.val_every = 5 of 10 iterations)
     val_logs = sorted((results / "runs").glob("**/val_log.csv"))

@@ -23,10 +23,10 @@ import numpy as np
 from PIL import Image
 
 from sagan.data.archives import Archive, archive_errors, member_key
+from sagan.data.prepared import MASK_THRESHOLD
 from sagan.errors import DatasetError
 
 INTERMEDIATE_SIZE = 512  # the authors store 512x512 images and resize again at load time
-MASK_THRESHOLD = 128  # a resized mask pixel (0..255) counts as anomalous from here on
 PREPROCESSING = (
     "DICOM: pixel_array, MONOCHROME1 inverted (max - x), non-uint8 min-max scaled to uint8 (truncated); "
     "images: grayscale (PIL 'L'); PIL bilinear resize to 512x512 (aspect not kept), then PIL bilinear "

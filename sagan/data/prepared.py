@@ -27,6 +27,9 @@ from sagan.data.outputs import FolderKind, writing_folder
 from sagan.errors import DatasetError
 
 FORMAT_VERSION = 1
+# masks are stored as 0/1; a mask resized as 0/255 (bilinear, like the images) is anomalous from here
+# on: `sagan prepare` at the prepared size, the evaluator's ground truth at the experiment size
+MASK_THRESHOLD = 128
 POOLS = ("train", "unlabeled", "test", "val")  # val: the labelled validation split (synthetic sets only)
 INDEX_COLUMNS = ["name", "label", "pool", "boxes", "mask"]
 FILES = ("images.npy", "index.csv", "split.json", "meta.json")  # and masks.npy if there are masks

@@ -43,6 +43,9 @@ class Method(nn.Module):
 
     name: ClassVar[str]  # registry key
     group: ClassVar[str]  # Table 2 category, one of sagan.experiments.GROUPS
+    # Table 2 category of an extra score (`Prediction.extra`) where it is not the method's: DDAD-intra
+    # uses only the module trained on normals
+    extra_groups: ClassVar[dict[str, str]] = {}
     Config: ClassVar[type]  # dataclass of model settings, the paper's values as defaults
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> overrides ("model.x", "train.lr_decay")
 

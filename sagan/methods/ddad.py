@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sagan.errors import ConfigError
-from sagan.experiments import SEMI_SUPERVISED
+from sagan.experiments import NORMAL_ONLY, SEMI_SUPERVISED
 from sagan.methods import register
 from sagan.methods.base import Batch, Method, Prediction
 from sagan.methods.reconstruction import PAPER_BUDGET, check_image_size
@@ -73,6 +73,7 @@ class DDAD(Method):
 
     name = "ddad"
     group = SEMI_SUPERVISED
+    extra_groups = {"intra": NORMAL_ONLY}  # DDAD-intra: the spread of module B, trained on normals only
     Config = DDADConfig
     PRESETS = {
         # 250 epochs of the normals for module B; module A takes two steps an iteration, so 250 epochs

@@ -6,6 +6,8 @@ Files (in the output folder; PNG, plus PDF for the paper's kinds of figure):
     roc_pr_<dataset>.png/.pdf     ROC and PR curves of every method (one line per seed)
     anomaly_ratio.png/.pdf        Table 4 as a plot (only if AR variants were run)
     training_<dataset>.png        losses against iteration for every method
+    localization_<dataset>.png/.pdf  every method's map of a few abnormal images, with the ground truth
+                                  (sagan/report/localization_figure.py)
     validation_<dataset>.png      validation AUC and AP against iteration for every method (runs with
                                   a val_log.csv: `eval.val_every`; the test set is never used)
 """
@@ -27,6 +29,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from sagan.atomic import write_atomic  # noqa: E402
+from sagan.report.localization_figure import draw_localization  # noqa: E402
 from sagan.report.runs import (  # noqa: E402
     ar_label,
     ar_sort_key,
@@ -34,6 +37,7 @@ from sagan.report.runs import (  # noqa: E402
     dataset_sort_key,
     is_default,
     load_runs,
+    main_scores,
     table2_runs,
     table4_datasets,
 )
@@ -65,7 +69,7 @@ def save(fig: plt.Figure, out: Path, stem: str, pdf: bool) -> list[Path]:
 
 def pick_heatmap_run(runs: pd.DataFrame, dataset: str) -> pd.Series | None:
     """SAGAN's Table 2 run with the lowest seed (else the first method's)."""
-    part = table2_runs(runs)
+    part = main_scores(table2_runs(runs))
     part = part[part["dataset"] == dataset]
     if part.empty:
         return None
@@ -133,11 +137,12 @@ def figure_roc_pr(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
     part = part[part["dataset"] == dataset]
     fig, (ax_roc, ax_pr) = plt.subplots(1, 2, figsize=(10, 4.4))
     prevalence = None
-    for color, (method, mruns) in zip(METHOD_COLORS, part.groupby("method")):
+    for m_idx, (method, mruns) in enumerate(part.groupby("method")):  # more methods than colours: cycle
+        color = METHOD_COLORS[m_idx % len(METHOD_COLORS)]
         label = f"{method} (AUC {100 * mruns['auc'].mean():.1f}, AP {100 * mruns['ap'].mean():.1f})"
         for k, r in enumerate(mruns.sort_values("seed").itertuples()):
             scores = pd.read_csv(Path(r.run) / "scores.csv")
-            y, s = scores["label"].to_numpy(), scores["score"].to_numpy()
+            y, s = scores["label"].to_numpy(), scores[r.score].to_numpy()  # the row's score column
             fpr, tpr, _ = roc_curve(y, s)
             precision, recall, _ = precision_recall_curve(y, s)
             prevalence = float(y.mean())
@@ -198,7 +203,7 @@ def figure_anomaly_ratio(runs: pd.DataFrame, out: Path) -> list[Path]:
 
 def draw_training(runs: pd.DataFrame, dataset: str, ncols: int = 4) -> plt.Figure:
     """One panel per loss of every method: mean over seeds, band from min to max."""
-    part = table2_runs(runs)
+    part = main_scores(table2_runs(runs))
     part = part[part["dataset"] == dataset]
     methods = sorted(set(part["method"]))
     logs = {
@@ -242,6 +247,10 @@ def draw_training(runs: pd.DataFrame, dataset: str, ncols: int = 4) -> plt.Figur
 
 def figure_training(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
     return save(draw_training(runs, dataset), out, f"training_{dataset}", pdf=False)
+
+
+def figure_localization(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
+    return save(draw_localization(runs, dataset), out, f"localization_{dataset}", pdf=True)
 
 
 def validation_logs(part: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
@@ -304,6 +313,7 @@ def write_figures(results: str | Path, out: str | Path) -> list[Path]:
             written += figure_heatmaps(run, out)
         written += figure_roc_pr(runs, dataset, out)
         written += figure_training(runs, dataset, out)
+        written += figure_localization(runs, dataset, out)
         written += figure_validation(runs, dataset, out)
     if table4_datasets(runs):
         written += figure_anomaly_ratio(runs, out)

@@ -34,11 +34,11 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    """CSV with percentages (means, stds, interval ends, paper values) at two decimals and p-values at
-    four (empty where unknown)."""
+    """CSV with percentages (means, stds, interval ends, the SAGAN paper's and other papers' values) at
+    two decimals and p-values at four (empty where unknown)."""
     out = df.copy()
     for col in out.columns:
-        if col.endswith(("_mean", "_std", "_low", "_high")) or col.startswith("paper_"):
+        if col.endswith(("_mean", "_std", "_low", "_high")) or col.startswith(("paper_", "ref_")):
             out[col] = [fmt(v) for v in out[col]]
         elif col.endswith("_p"):
             out[col] = [fmt(v, 4) for v in out[col]]
@@ -59,7 +59,14 @@ def md_cell(cell: Cell) -> str:
 def tex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
         text = text.replace(a, b)
-    for a, b in (("±", r"$\pm$"), ("–", "--"), ("†", r"$^\dagger$"), ("<", "$<$"), ("|", "$|$")):
+    for a, b in (
+        ("±", r"$\pm$"),
+        ("–", "--"),
+        ("†", r"$^\dagger$"),
+        ("≤", r"$\le$"),
+        ("<", "$<$"),
+        ("|", "$|$"),
+    ):
         text = text.replace(a, b)  # text-mode <, | print other glyphs in LaTeX's default font encoding
     return text
 

@@ -1,4 +1,5 @@
-"""Tables 1-4 as CSV, Markdown and LaTeX, and the experiment's metrics.json, from stored run outputs.
+"""Tables 1-4 and table_loc as CSV, Markdown and LaTeX, and the experiment's metrics.json, from stored
+run outputs.
 
 Each table is built as a DataFrame (its CSV) and described once as a `TableView` (title, header, cells,
 notes) that `sagan.report.markup` renders as Markdown and LaTeX.
@@ -21,15 +22,19 @@ import yaml
 
 from sagan.atomic import write_atomic
 from sagan.errors import DatasetError
-from sagan.experiments import GROUPS, MAIN_AR, TABLE3_ROWS
+from sagan.experiments import MAIN_AR, TABLE3_ROWS
+from sagan.report import other_papers as refs
+from sagan.report.localization_table import TABLE_LOC_COLUMNS, build_table_loc, view_table_loc
 from sagan.report.markup import RENDERERS, Cell, TableView, fmt, ranks, to_csv
 from sagan.report.runs import (
+    LOCALIZATION_COLUMNS,
     ar_label,
     ar_sort_key,
     dataset_label,
     dataset_sort_key,
     is_default,
     load_runs,
+    row_order,
     table2_runs,
     table3_datasets,
     table4_datasets,
@@ -48,7 +53,11 @@ TABLE_COLUMNS = {
                "paper_auc", "dataset", "network", "selection"],
     "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "dataset",
                "selection"],
+    "table_loc": TABLE_LOC_COLUMNS,  # sagan/report/localization_table.py
 }  # fmt: skip
+OTHER_PAPERS = refs.other_papers()  # their columns follow those of Tables 2 and 4
+TABLE_COLUMNS["table2"] += refs.table2_columns(OTHER_PAPERS)
+TABLE_COLUMNS["table4"] += refs.table4_columns(OTHER_PAPERS)
 
 NETWORK_NOTE = {
     "paper": "paper (this project's default: the authors' network, but the patch position code survives instance norm)",
@@ -97,18 +106,14 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
         ref = known.get(dataset, {}).get(method, {})
         rows.append(
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
-             "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan)}
+             "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan),
+             **refs.table2_values(OTHER_PAPERS, dataset, method)}
         )  # fmt: skip
         parts.append(part)
     add_p_columns(rows, parts, ["group", "dataset"])  # the rows ranked together
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS["table2"])
-
-    def key(i: int) -> tuple:
-        g, m, d = df["group"].iat[i], df["method"].iat[i], df["dataset"].iat[i]
-        g_rank = GROUPS.index(g) if g in GROUPS else len(GROUPS)
-        return (g_rank, g, m == "sagan", m, dataset_sort_key(d))  # ours last in its group
-
-    return df.iloc[sorted(range(len(df)), key=key)]
+    order = sorted(range(len(df)), key=lambda i: row_order(*df.iloc[i][["group", "method", "dataset"]]))
+    return df.iloc[order]
 
 
 def build_table3(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
@@ -142,7 +147,10 @@ def build_table4(runs: pd.DataFrame) -> pd.DataFrame:
     for dataset in table4_datasets(runs):
         on = runs[(runs["method"] == "sagan") & is_default(runs) & (runs["dataset"] == dataset)]
         for ar in sorted(set(on["ar"]), key=ar_sort_key):
-            rows.append({"ar": ar, **summarise(on[on["ar"] == ar]), "dataset": dataset})
+            rows.append(
+                {"ar": ar, **summarise(on[on["ar"] == ar]), "dataset": dataset,
+                 **refs.table4_values(OTHER_PAPERS, dataset, ar)}
+            )  # fmt: skip
             parts.append(on[on["ar"] == ar])
     add_p_columns(rows, parts, ["dataset"])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS["table4"])
@@ -157,6 +165,7 @@ def build_tables(results: str | Path) -> dict[str, pd.DataFrame]:
         "table2": build_table2(runs, paper),
         "table3": build_table3(runs, paper),
         "table4": build_table4(runs),
+        "table_loc": build_table_loc(runs),
     }
 
 
@@ -239,11 +248,14 @@ def view_table2(df: pd.DataFrame) -> TableView:
         d for d in datasets if df.loc[df["dataset"] == d, ["paper_ap", "paper_auc"]].notna().any().any()
     ]
     cells = ranked_cells(df, ["group", "dataset"])
+    other = OTHER_PAPERS
+    ref_columns = {d: refs.table2_header_cells(other, df, d, dataset_label(d)) for d in datasets}
     header = ["Group", "Method"]
     for d in datasets:
         header += [f"{dataset_label(d)} AP", f"{dataset_label(d)} AUC"]
         if d in with_paper:
             header += [f"{dataset_label(d)} AP (paper)", f"{dataset_label(d)} AUC (paper)"]
+        header += [h for _, h, _ in ref_columns[d]]  # other papers' values, in their own columns
     rows = []
     for (group, method), part in df.groupby(["group", "method"], sort=False):
         row = [Cell(group), Cell(method)]
@@ -255,14 +267,20 @@ def view_table2(df: pd.DataFrame) -> TableView:
                     Cell(fmt(part.at[hit[0], c]) or "–") if len(hit) else Cell("–")
                     for c in ("paper_ap", "paper_auc")
                 ]
+            row += (
+                refs.cells(part.loc[hit[0]], ref_columns[d])
+                if len(hit)
+                else [Cell("–")] * len(ref_columns[d])
+            )
         rows.append(row)
+    shown = [c for d in datasets for c in ref_columns[d]]
     return TableView(
         "table2",
         "Table 2. AP and AUC (%) of each method, mean ± std over seeds, at anomaly ratio 60%.",
         header,
         rows,
         ["Best in each group and dataset in bold, second underlined. (paper) = value stated in the paper.",
-         STATS_NOTE, *selection_note(df)],
+         STATS_NOTE, *refs.sources_note(other, shown), *selection_note(df)],
     )  # fmt: skip
 
 
@@ -292,10 +310,13 @@ def view_table3(df: pd.DataFrame) -> TableView:
 def view_table4(df: pd.DataFrame) -> TableView:
     df = df.reset_index(drop=True)
     cells = ranked_cells(df, ["dataset"])
+    other = OTHER_PAPERS
+    ref_columns = refs.table4_header_cells(other, df)  # other methods' published AR curves
     header, rows = per_dataset_rows(
         df,
-        ["AR", "AP", "AUC", "Seeds"],
-        [[Cell(ar_label(r.ar)), cells[(i, "ap")], cells[(i, "auc")], Cell(str(r.n_seeds))]
+        ["AR", "AP", "AUC", *[h for _, h, _ in ref_columns], "Seeds"],
+        [[Cell(ar_label(r.ar)), cells[(i, "ap")], cells[(i, "auc")], *refs.cells(df.loc[i], ref_columns),
+          Cell(str(r.n_seeds))]
          for i, r in zip(df.index, df.itertuples())],
     )  # fmt: skip
     return TableView(
@@ -306,12 +327,19 @@ def view_table4(df: pd.DataFrame) -> TableView:
         [
             "AR = 0_u: trained without unlabelled data. Best in bold, second underlined.",
             STATS_NOTE,
+            *refs.sources_note(other, ref_columns),
             *selection_note(df),
         ],
     )
 
 
-VIEWS = {"table1": view_table1, "table2": view_table2, "table3": view_table3, "table4": view_table4}
+VIEWS = {
+    "table1": view_table1,
+    "table2": view_table2,
+    "table3": view_table3,
+    "table4": view_table4,
+    "table_loc": lambda df: view_table_loc(df, selection_note(df)),
+}
 
 
 def metrics_summary(tables: dict[str, pd.DataFrame]) -> dict:
@@ -324,13 +352,17 @@ def metrics_summary(tables: dict[str, pd.DataFrame]) -> dict:
             if not math.isnan(getattr(r, k))
         }
 
-    out: dict = {"table2": {}, "table3": {}, "table4": {}}
+    out: dict = {"table2": {}, "table3": {}, "table4": {}, "table_loc": {}}
     for r in tables["table2"].itertuples():
         out["table2"].setdefault(r.dataset, {})[r.method] = nums(r)
     for r in tables["table3"].itertuples():
         out["table3"].setdefault(r.dataset, {})[r.variant] = nums(r)
     for r in tables["table4"].itertuples():
         out["table4"].setdefault(r.dataset, {})[f"ar_{r.ar}"] = nums(r)
+    for r in tables["table_loc"].itertuples():  # n/a metrics are left out
+        means = {f"{k}_mean": round(float(getattr(r, f"{k}_mean")), 2) for k in LOCALIZATION_COLUMNS}
+        means = {k: v for k, v in means.items() if not math.isnan(v)}
+        out["table_loc"].setdefault(r.dataset, {})[r.method] = means
     return out
 
 
@@ -358,7 +390,7 @@ def write_tables(results: str | Path, out: str | Path) -> list[Path]:
 
 # --- CLI --------------------------------------------------------------------------------------
 def cli_tables(args) -> int:
-    """`sagan tables --results results/<name> --out DIR`: Tables 1-4 and results/<name>/metrics.json."""
+    """`sagan tables --results results/<name> --out DIR`: Tables 1-4, table_loc, results/<name>/metrics.json."""
     for path in write_tables(args.results, args.out):
         print(f"wrote {path}")
     return 0

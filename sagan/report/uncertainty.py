@@ -26,12 +26,14 @@ P_COLUMNS = ["ap_p", "auc_p"]
 
 
 def read_scores(runs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(S, n) scores of the runs by seed, (n,) labels and (n,) image names, rows aligned by name."""
+    """(S, n) scores of the runs by seed, (n,) labels and (n,) image names, rows aligned by name. A row's
+    `score` names its scores.csv column (the method's score, or an extra score such as DDAD's intra)."""
     frames = []
-    for run in runs.sort_values("seed")["run"]:
+    for run, column in runs.sort_values("seed")[["run", "score"]].itertuples(index=False):
         path = Path(run) / "scores.csv"
         try:
-            frame = pd.read_csv(path, usecols=["name", "label", "score"]).set_index("name").sort_index()
+            frame = pd.read_csv(path, usecols=["name", "label", column]).set_index("name").sort_index()
+            frame = frame.rename(columns={column: "score"})
         except (OSError, ValueError) as err:
             raise DatasetError(f"{path}: no per-image scores ({err}); rerun `sagan evaluate {run}`") from None
         if len(frames) and not (

@@ -146,11 +146,12 @@ def code(stage, method=None):
 
 
 # --- outputs of the table and figure rules, and their report entries -------------------------
-TABLES = [f"{RESULTS}/tables/table{i}.{ext}" for i in (1, 2, 3, 4) for ext in ("csv", "md", "tex")]
+TABLES = [f"{RESULTS}/tables/{t}.{ext}" for t in ("table1", "table2", "table3", "table4", "table_loc") for ext in ("csv", "md", "tex")]
 FIGURES = {
     "heatmaps": [f"{RESULTS}/figures/heatmaps_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
     "roc_pr": [f"{RESULTS}/figures/roc_pr_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
     "training": [f"{RESULTS}/figures/training_{d}.png" for d in DATASETS],
+    "localization": [f"{RESULTS}/figures/localization_{d}.{e}" for d in DATASETS for e in ("png", "pdf")],
     "validation": [f"{RESULTS}/figures/validation_{d}.png" for d in DATASETS] if VALIDATION else [],
     "anomaly_ratio": [f"{RESULTS}/figures/anomaly_ratio.{e}" for e in ("png", "pdf")] if TABLE4 else [],
 }
@@ -158,6 +159,7 @@ FIGURE_TITLES = {
     "heatmaps": "Heatmaps",
     "roc_pr": "ROC and PR curves",
     "training": "Training curves",
+    "localization": "Localization",
     "validation": "Validation curves",
     "anomaly_ratio": "Anomaly ratio",
 }
