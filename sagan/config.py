@@ -76,11 +76,11 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 # change only budgets, so that a network setting is written once, in the method's "demo" preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # demo: 32 px images, small networks and the methods' demo budgets (their PRESETS); the README's
-    # main job, at budgets where the methods have learned (see benchmarks/RESULTS.md)
+    # demo: 32 px images, small networks; the README's main job, at budgets where the methods have
+    # learned (benchmarks/RESULTS.md). The budgets (train.iterations) are the methods' own, in their
+    # PRESETS["demo"] and PRESETS["bench"] and nowhere else (tests/test_trainer.py checks that each has one)
     "demo": {
         "data.image_size": 32,
-        "train.iterations": 160,
         "train.batch_size": 16,
         "train.log_every": 10,
         "train.checkpoint_every": 40,

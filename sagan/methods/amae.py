@@ -152,6 +152,7 @@ class AMAE(Method):
             "model.lr": 1e-3,
             "model.queue_size": 256,
         },
+        "bench": {"train.iterations": 4000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
     }
 
     def __init__(self, cfg: AMAEConfig, image_size: int, iterations: int):
