@@ -14,6 +14,7 @@ files are never touched, whatever their age, and only names of the patterns abov
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -21,6 +22,8 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from sagan.errors import SaganError, StorageError
 
 TEMP_DIR_TAGS = ("tmp", "old", "medad")  # folder kinds: being written, being replaced, synth's render
 
@@ -80,9 +83,33 @@ def clean_stale(target: str | Path) -> list[Path]:
     return removed
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # errors that freeing space cures
+
+
+def storage_error(path: str | Path, err: OSError) -> StorageError:
+    """The one-line error of a write the file system refused, naming `path` and the fix."""
+    fix = (
+        "free space on that disk and run the command again"
+        if err.errno in DISK_FULL
+        else "make the folder writable or choose another one, and run the command again"
+    )
+    return StorageError(f"cannot write {path}: {err.strerror or err}; {fix}")
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to `path` atomically (parent folders are created, stale temporary files removed)."""
+    """Write `data` to `path` atomically (parent folders are created, stale temporary files removed).
+    A write the file system refuses (disk full, read-only) is a `StorageError` naming `path`; the old
+    file, if any, is left as it was."""
     path = Path(path)
+    try:
+        _write_atomic(path, data)
+    except OSError as err:
+        if isinstance(err, SaganError):
+            raise
+        raise storage_error(path, err) from err
+
+
+def _write_atomic(path: Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     while True:

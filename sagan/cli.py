@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from sagan.atomic import DISK_FULL, storage_error
 from sagan.errors import SaganError
 
 # sub-command -> "module:function"; each function takes the parsed argparse.Namespace
@@ -37,6 +38,17 @@ OVERWRITE_HELP = (
     "replace a prepared dataset (or --keep-raw folder) that sagan wrote earlier at that path; a folder "
     "holding anything else is never replaced"
 )
+
+
+def count(text: str) -> int:
+    """An argument that counts something: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--preset", default="paper", help="paper (full size and budget) | demo (small, CPU) | ci | bench"
         )
         if name == "run":
-            s.add_argument("--maps", type=int, default=8, help=MAPS_HELP)
+            s.add_argument("--maps", type=count, default=8, help=MAPS_HELP)
 
     s = sub.add_parser("evaluate", help="score the test set of a trained run")
     s.add_argument("run")
-    s.add_argument("--maps", type=int, default=8, help=MAPS_HELP)
+    s.add_argument("--maps", type=count, default=8, help=MAPS_HELP)
 
     sub.add_parser("methods", help="list the registered methods")
 
@@ -152,6 +164,19 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sagan {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk where no writer named the file (np.save into a temporary folder)
+        if args.debug or err.errno not in DISK_FULL:
+            raise
+        print(
+            f"sagan {args.command}: error: {storage_error(err.filename or 'its output', err)}",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"sagan {args.command}: interrupted; run the same command again to go on", file=sys.stderr)
+        return 130
     return int(rc or 0)
 
 

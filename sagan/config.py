@@ -12,6 +12,7 @@ looks both up in the registry); generic settings live here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ from sagan.errors import ConfigError
 
 def choice(default: Any, choices: tuple, doc: str = "") -> Any:
     return field(default=default, metadata={"choices": choices, "doc": doc})
+
+
+def at_least(default: int, minimum: int, why: str = "") -> Any:
+    """An integer field whose smallest allowed value is not the generic 1 (see `check_fields`)."""
+    return field(default=default, metadata={"min": minimum, "why": why})
 
 
 @dataclass
@@ -40,12 +46,13 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     iterations: int = 100_000  # discriminator iterations (paper: "100000")
-    batch_size: int = 64  # paper: 64 (authors' code: 16 default, 32 in scripts)
+    # paper: 64 (authors' code: 16 default, 32 in scripts)
+    batch_size: int = at_least(64, 2, "batch norms and pseudo anomalies need two images a batch")
     log_every: int = 100
     checkpoint_every: int = 1000
     device: str = choice("auto", ("auto", "cpu", "cuda"))
     amp: str = choice("none", ("none", "bf16"))  # optional bf16 autocast
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default (not part of a run's identity)
+    threads: int = at_least(0, 0)  # torch CPU threads; 0 = torch's default (not part of a run's identity)
     # learning-rate schedule, applied by the trainer to every optimiser from its initial lr:
     # "linear": the SAGAN paper's intent, decay toward 0 over the last half, in steps every
     # lr_decay_every iterations; "official": the authors' code (subtracts lr/decay_iters per step:
@@ -65,7 +72,7 @@ class EvalConfig:
     # learning curves without test labels: score the dataset's labelled validation split every
     # val_every iterations (and at the last) into RUN/val_log.csv; 0 = off. Only datasets with a
     # validation split (the synthetic sets) can; the workflow's synthetic configs turn it on.
-    val_every: int = 0
+    val_every: int = at_least(0, 0, "0 = no validation curve")
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -256,28 +263,53 @@ def build_config(
             set_field(target, name, value, section)
 
     parse_anomaly_ratio(cfg.data.anomaly_ratio)  # validate
-    if hasattr(cfg.model, "validate"):
-        cfg.model.validate()
-    for name in ("iterations", "batch_size", "log_every", "checkpoint_every", "lr_decay_every"):
-        if getattr(cfg.train, name) < 1:
-            raise ConfigError(f"train.{name} must be >= 1")
-    if cfg.eval.val_every < 0:
-        raise ConfigError("eval.val_every must be >= 0 (0 = no validation curve)")
+    for section in SECTIONS:
+        check_fields(getattr(cfg, section), section)
+    validate_model(cfg.model)
     return cfg
+
+
+def check_fields(obj: Any, prefix: str) -> None:
+    """The checks every setting of every section and method gets, by its type: an integer is a count
+    (>= 1, or the minimum `at_least` gives it); a number is finite and >= 0, a learning rate (`lr`,
+    `lr_*`) included; Adam's `beta1` and `beta2` are below 1."""
+    for f in fields(obj):
+        key, value = f"{prefix}.{f.name}", getattr(obj, f.name)
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value < f.metadata.get("min", 1):
+            why = f" ({f.metadata['why']})" if f.metadata.get("why") else ""
+            raise ConfigError(f"{key} must be >= {f.metadata.get('min', 1)}{why}, got {value}")
+        if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{key} must be a finite number >= 0, got {value}")
+        if f.name in ("beta1", "beta2") and not value < 1:
+            raise ConfigError(f"{key} must be in [0, 1) (an Adam beta), got {value}")
+
+
+def validate_model(model: Any) -> None:
+    """A method's settings: the generic checks, then the method's own (its Config's `validate`)."""
+    check_fields(model, "model")
+    if hasattr(model, "validate"):
+        model.validate()
 
 
 def _read_config_file(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where else ""
-        raise ConfigError(f"config file {path} is not valid YAML{line}; fix its syntax") from None
+    loaded = read_yaml(path, "fix its syntax", "config file ") or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path}: expected a mapping of sections (model, data, train, eval)")
     return loaded
+
+
+def read_yaml(path: Path, fix: str, what: str = "") -> Any:
+    """A YAML file's content; a syntax error is a ConfigError naming the file, the line and `fix`."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"{what}{path} is not valid YAML{line}; {fix}") from None
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -19,3 +19,7 @@ class DatasetError(SaganError, ValueError):
 
 class TrainingError(SaganError, RuntimeError):
     """Training cannot go on (for example a non-finite loss); names the run and the iteration."""
+
+
+class StorageError(SaganError, OSError):
+    """A file cannot be written (disk full, over quota, a read-only folder); names the file."""

@@ -4,12 +4,15 @@ Model selection is the last checkpoint by default (what the authors' test script
 `eval.selection: test-oracle` reports the checkpoint the authors' training loop keeps (chosen on the
 test set) and is labelled as such; the metrics of the last checkpoint are then reported beside it,
 with the gap. Which of the two gave the paper's numbers is not known. A checkpoint is used only
-if its identity (configuration, training code, data) is the run's.
+if its identity (configuration, training code, data) is the run's. An evaluation first removes the
+previous one's files, then writes maps.npz, scores.csv and, last, metrics.json, each atomically: a run
+folder with metrics.json holds a whole evaluation (`sagan run` evaluates through the same function).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 from pathlib import Path
@@ -26,14 +29,16 @@ from sagan.errors import DatasetError
 from sagan.localization import compact_maps, run_localization
 from sagan.methods import Method
 from sagan.runtime import (
+    EVALUATION_FILES,
     build_method,
     identity_differences,
     load_run_config,
+    read_checkpoint,
     resolve_device,
     run_identity,
     set_threads,
 )
-from sagan.scoring import image_metrics, score_images
+from sagan.scoring import check_finite, image_metrics, score_images
 from sagan.stats import run_interval
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,7 @@ def load_checkpoint(method: Method, ckpt: Path, identity: dict[str, Any]) -> int
     run = ckpt.parent.parent
     if not ckpt.is_file():
         raise DatasetError(f"{ckpt} is missing: the run is not trained; run `sagan train` on {run} first")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = read_checkpoint(ckpt)
     changed = identity_differences(state, identity)
     if changed:
         raise DatasetError(
@@ -59,6 +64,8 @@ def load_checkpoint(method: Method, ckpt: Path, identity: dict[str, Any]) -> int
 def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
     run = Path(run)
     cfg = load_run_config(run)
+    for name in EVALUATION_FILES:  # an evaluation that fails must not leave an earlier one looking current
+        (run / name).unlink(missing_ok=True)
     set_threads(cfg)
     device = resolve_device(cfg.train.device)
     data = load_training_data(cfg.data.path, cfg.data, device, need_train=False)
@@ -71,7 +78,9 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
 
     def scored(ckpt: Path) -> tuple[dict, int]:
         iteration = load_checkpoint(method, ckpt, identity)
-        return score_images(method, data.test, cfg.eval.batch_size, cfg.seed, every), iteration
+        result = score_images(method, data.test, cfg.eval.batch_size, cfg.seed, every)
+        check_finite(result, str(ckpt))
+        return result, iteration
 
     last, last_it = scored(run / "checkpoints" / "last.pt")
     if last_it != cfg.train.iterations:
@@ -116,7 +125,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         **({"extra": {k: extra_metrics(method, k, labels, v) for k, v in extra.items()}} if extra else {}),
         **selection,
     }
-    write_atomic(run / "metrics.json", json.dumps(m, indent=2))  # last: the run is evaluated
+    write_atomic(run / "metrics.json", json.dumps(m, indent=2, allow_nan=False))  # last: the "done" marker
     log.info("%s: AUC %.4f AP %.4f (%s checkpoint)", run, m["auc"], m["ap"], cfg.eval.selection)
     return m
 
@@ -155,9 +164,9 @@ def write_maps(
     }
     if "map" in result:
         arrays["test_maps"], arrays["test_map_scale"] = compact_maps(result["map"])
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def cli_evaluate(args: Any) -> int:

@@ -2,9 +2,9 @@
 the device, seeding, building a method, and the run's identity.
 
 A run's identity is its configuration, the fingerprint of its training code and that of its data. A
-checkpoint is resumed, and evaluated, only by a run of the same identity. Settings that change how
-fast a run computes but not what it computes (`train.threads`) are not part of it, so that a job
-rerun with other `--cores` keeps its progress.
+checkpoint is resumed, and evaluated, only by a run of the same identity. The thread count
+(`train.threads`) is not part of it, so that a job rerun with other `--cores` keeps its progress; on
+CPU it changes float sums in the last digits, so such a run equals an uninterrupted one up to those.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from sagan.config import SECTIONS, RunConfig, build_config, flatten
+from sagan.config import SECTIONS, RunConfig, build_config, flatten, read_yaml
 from sagan.errors import ConfigError, DatasetError
 from sagan.fingerprint import stage_hash
 from sagan.methods import Method, get_method
 
 # config keys that do not change a run's results (see the module docstring)
 NOT_IDENTITY = ("train.threads",)
+# what `sagan evaluate` writes into a run folder, the "done" marker first: metrics.json is written
+# last, so a run that has it is evaluated and the other files are of the same evaluation
+EVALUATION_FILES = ("metrics.json", "scores.csv", "maps.npz")
+# what every checkpoint `sagan train` writes holds (last.pt also the optimisers, RNG and log)
+CHECKPOINT_KEYS = ("iteration", "model", "config", "code", "data")
 
 
 def resolve_config(
@@ -44,15 +48,18 @@ def load_run_config(run: str | Path) -> RunConfig:
         raise DatasetError(
             f"{run} is not a run folder (no config.yaml); train it first with `sagan train ... --out {run}`"
         )
+    saved = read_yaml(path, "fix it (it is the configuration `sagan train` saved), or train the run again")
     try:
-        saved = yaml.safe_load(path.read_text())
         overrides = {f"{s}.{k}": v for s in ("model", *SECTIONS) for k, v in saved[s].items()}
         method, seed, preset = saved["method"], saved["seed"], saved["preset"]
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         raise DatasetError(
             f"{path} is not a run configuration written by `sagan train`; train the run again in a new folder"
         ) from None
-    return resolve_config(method, seed, preset, None, overrides)
+    try:
+        return resolve_config(method, seed, preset, None, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}; fix it, or train the run again in a new folder") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -110,6 +117,23 @@ def run_identity(cfg: RunConfig) -> dict[str, Any]:
         "code": code_fingerprint(cfg.method),
         "data": data_fingerprint(cfg.data.path),
     }
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint written by `sagan train` (tensors and plain values only: nothing in the file is
+    executed); a truncated or foreign file is a DatasetError that names it, never a traceback."""
+    run = path.parent.parent
+    fix = f"move it away and run `sagan train` on {run} again (it trains from scratch), or use a new --out folder"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged file fails anywhere in unpickling (zip, EOF, pickle, type errors)
+        raise DatasetError(f"{path} is truncated or not a checkpoint; {fix}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise DatasetError(
+            f"{path} is not a checkpoint written by `sagan train` (no {', '.join(missing)}); {fix}"
+        )
+    return state
 
 
 def identity_differences(state: dict, identity: dict[str, Any]) -> list[str]:

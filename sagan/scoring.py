@@ -8,7 +8,21 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sagan.data.loading import to_unit_range
+from sagan.errors import TrainingError
 from sagan.methods.base import Method
+
+
+def check_finite(scored: dict[str, np.ndarray], source: str, images: str = "test images") -> None:
+    """NaN or infinite scores have no AUC (nor a JSON form): the model diverged, which is named with
+    `source` (the checkpoint, or the run and iteration) instead of failing inside the metrics."""
+    for key in ("score", *(k for k in scored if k.startswith("extra_"))):
+        bad = int((~np.isfinite(scored[key])).sum())
+        if bad:
+            what = "scores" if key == "score" else f"{key.removeprefix('extra_')} scores"
+            raise TrainingError(
+                f"{source}: the model gives non-finite {what} for {bad} of {len(scored[key])} {images} "
+                "(it diverged); train again with a smaller learning rate in a new --out folder"
+            )
 
 
 def image_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:

@@ -19,25 +19,26 @@ from typing import Any
 
 import pandas as pd
 import torch
-import yaml
 
 from sagan.atomic import write_atomic
-from sagan.config import RunConfig, parse_set, save_config
+from sagan.config import RunConfig, parse_set, read_yaml, save_config
 from sagan.data.loading import EpochSampler, TrainingData, load_training_data, to_unit_range
 from sagan.errors import ConfigError, TrainingError
 from sagan.experiments import SEMI_SUPERVISED
 from sagan.methods import Batch, Method
 from sagan.methods.base import Transform
 from sagan.runtime import (
+    EVALUATION_FILES,
     build_method,
     identity_config,
     identity_differences,
+    read_checkpoint,
     resolve_config,
     resolve_device,
     run_identity,
     set_threads,
 )
-from sagan.scoring import image_metrics, score_images
+from sagan.scoring import check_finite, image_metrics, score_images
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +93,33 @@ def _write_logs(run: Path, rows: list[dict], val_rows: list[dict] | None) -> Non
 
 
 def check_run_dir(run: Path, cfg: RunConfig) -> None:
-    """Refuse a run folder that holds a run of another configuration (thread counts may differ)."""
+    """Refuse a run folder that holds a checkpoint or an evaluation of another configuration (thread
+    counts may differ). A folder whose run failed before its first checkpoint holds nothing to keep."""
     path = run / "config.yaml"
-    if path.is_file():
-        try:
-            saved = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
-            raise ConfigError(f"{path} is not valid YAML; use a new --out folder") from None
-        old, new = identity_config(saved if isinstance(saved, dict) else {}), identity_config(cfg.to_dict())
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if diff:
-            raise ConfigError(
-                f"{run} holds a run with a different configuration (differs in {', '.join(diff)}); "
-                "use a new --out folder, or delete the old run to retrain it"
-            )
+    if not path.is_file():
+        return
+    saved = read_yaml(path, "fix it, or use a new --out folder") or {}
+    old, new = identity_config(saved if isinstance(saved, dict) else {}), identity_config(cfg.to_dict())
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    progress = (run / "checkpoints" / "last.pt").is_file() or (run / EVALUATION_FILES[0]).is_file()
+    if diff and progress:
+        raise ConfigError(
+            f"{run} holds a run with a different configuration (differs in {', '.join(diff)}); "
+            "use a new --out folder, or delete the old run to retrain it"
+        )
 
 
 def resume_state(last: Path, identity: dict[str, Any]) -> dict | None:
     """The last checkpoint, if it belongs to this run's identity (else None: train from scratch)."""
     if not last.is_file():
         return None
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = read_checkpoint(last)
     changed = identity_differences(state, identity)
     if changed:
         log.warning(
-            "%s: the checkpoint was made with other %s; training from scratch", last, " and ".join(changed)
+            "%s: the checkpoint was made with other %s; training from scratch (it is replaced now)",
+            last,
+            " and ".join(changed),
         )
         return None
     return state
@@ -150,13 +153,13 @@ def validation_row(method: Method, data: TrainingData, cfg: RunConfig, done: int
     with torch.random.fork_rng(devices=[data.val.device] if data.val.device.type == "cuda" else []):
         method.eval()
         scored = score_images(method, data.val, cfg.eval.batch_size, cfg.seed)
+    check_finite(scored, f"validation at iteration {done}", "validation images")
     for module, training in modes.items():
         module.train(training)
     row: dict[str, float] = {"iteration": done, **image_metrics(data.val_labels, scored["score"])}
-    for key, scores in scored.items():
-        if key.startswith("extra_"):
-            m = image_metrics(data.val_labels, scores)
-            row.update({f"{key.removeprefix('extra_')}_{k}": v for k, v in m.items()})
+    for key in sorted(k for k in scored if k.startswith("extra_")):  # a fixed column order
+        m = image_metrics(data.val_labels, scored[key])
+        row.update({f"{key.removeprefix('extra_')}_{k}": v for k, v in m.items()})
     return row
 
 
@@ -179,8 +182,6 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     device = resolve_device(cfg.train.device)
     method = build_method(cfg, device)
     data = training_data(method, cfg, device)
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
     method.train()
     opts = method.optimizers
     base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in opts.items()}
@@ -200,6 +201,12 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
         rng.set_state(state["rng"])
         start, rows, oracle, val_rows = state["iteration"], state["log"], state["oracle"], state["val_log"]
         log.info("resuming %s from iteration %d", run, start)
+    if start < cfg.train.iterations:  # the model changes: an earlier evaluation no longer describes it
+        for name in EVALUATION_FILES:  # the "done" marker first
+            (run / name).unlink(missing_ok=True)
+    save_config(cfg, run / "config.yaml")  # first: a kill below leaves a checkpoint evaluate refuses
+    if state is None and last.is_file():  # our checkpoint of another identity must not outlive this start
+        _save(checkpoint(0, method, rng, rows, oracle, val_rows, identity), last)
 
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp == "bf16")
     t0 = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
@@ -234,22 +241,34 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
         if cfg.eval.selection == "test-oracle" and due(done, cfg.eval.select_every, total):
             oracle = _oracle_step(method, data, cfg, done, oracle, ckpt_dir, identity)
         if due(done, cfg.train.checkpoint_every, total):
-            state = {
-                "iteration": done,
-                "model": method.state_dict(),
-                "optimizers": {k: o.state_dict() for k, o in opts.items()},
-                "rng": rng.get_state(),
-                "log": rows,
-                "oracle": oracle,
-                "val_log": val_rows,
-                **identity,
-            }
-            _save(state, last)
+            _save(checkpoint(done, method, rng, rows, oracle, val_rows, identity), last)
             _write_logs(run, rows, val_rows)
     logs = [run / "train_log.csv", *([run / "val_log.csv"] if val_rows is not None else [])]
     if start >= total and not all(p.is_file() for p in logs):  # e.g. removed by Snakemake before a rerun
         _write_logs(run, rows, val_rows)
     return run
+
+
+def checkpoint(
+    done: int,
+    method: Method,
+    rng: torch.Generator,
+    rows: list,
+    oracle: dict,
+    val_rows: list | None,
+    identity: dict,
+) -> dict:
+    """Everything a resumed run needs to continue exactly as an uninterrupted one, and its identity."""
+    return {
+        "iteration": done,
+        "model": method.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in method.optimizers.items()},
+        "rng": rng.get_state(),
+        "log": rows,
+        "oracle": oracle,
+        "val_log": val_rows,
+        **identity,
+    }
 
 
 def _validation_step(
@@ -268,7 +287,9 @@ def _oracle_step(
 ) -> dict:
     """The authors' protocol: evaluate on the TEST set, keep the checkpoint whose AUC and AP are both >= the best."""
     method.eval()
-    scores = score_images(method, data.test, cfg.eval.batch_size, cfg.seed)["score"]
+    scored = score_images(method, data.test, cfg.eval.batch_size, cfg.seed)
+    check_finite(scored, f"{ckpt_dir.parent} at iteration {done} (test-oracle selection)")
+    scores = scored["score"]
     method.train()
     m = image_metrics(data.test_labels, scores)
     history = best.get("history", []) + [{"iteration": done, **m}]

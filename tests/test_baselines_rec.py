@@ -15,6 +15,7 @@ import yaml
 from torch import nn
 
 import sagan
+from sagan.config import validate_model
 from sagan.errors import ConfigError
 from sagan.methods import get_method, method_names
 from sagan.methods.base import Batch
@@ -37,7 +38,7 @@ def build(name: str, image_size: int = 32, **model):
     demo = {k.split(".", 1)[1]: v for k, v in cls.PRESETS["demo"].items() if k.startswith("model.")}
     for k, v in {**demo, **model}.items():
         setattr(cfg, k, v)
-    cfg.validate()
+    validate_model(cfg)
     torch.manual_seed(0)
     return cls(cfg, image_size, 100)
 
@@ -156,7 +157,7 @@ def test_ddad_has_k_networks_per_module_and_k_is_part_of_the_state():
     with pytest.raises(RuntimeError):  # a K=3 state never loads into a K=2 method
         build("ddad", ensemble_size=2).load_state_dict(build("ddad", ensemble_size=3).state_dict())
     with pytest.raises(ConfigError, match="ensemble_size"):
-        DDADConfig(ensemble_size=1).validate()
+        validate_model(DDADConfig(ensemble_size=1))
 
 
 def test_ddad_modules_train_on_their_own_data():

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from sagan.config import validate_model
 from sagan.fpi import foreign_patch_interpolation
 from sagan.methods.base import Batch
 from sagan.methods.sagan import SAGAN, SAGANConfig
@@ -62,7 +63,7 @@ def optimizers(method) -> dict[str, torch.optim.Optimizer]:
 
 def instrumented(**overrides) -> tuple[SAGAN, list[Call]]:
     cfg = SAGANConfig(conv_dim=4, n_res=1, d_conv_dim=4, d_repeat_num=3, **overrides)
-    cfg.validate()
+    validate_model(cfg)
     torch.manual_seed(0)
     method = SAGAN(cfg, SIZE, 1000)
     log: list[Call] = []

@@ -17,6 +17,7 @@ from PIL import Image
 from sagan.config import DataConfig, parse_anomaly_ratio
 from sagan.data.prepared import PreparedDataset, load_prepared
 from sagan.data.splits import build_unlabeled_set, validation_split
+from sagan.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,12 @@ def load_training_data(
 
     split = ds.split
     unl = build_unlabeled_set(split, parse_anomaly_ratio(cfg.anomaly_ratio), cfg.on_small_pool)
+    for label, kind in (("0", "normal"), ("1", "abnormal")):
+        if not split["test"][label]:  # AUC and AP would be NaN, which is not a result (nor JSON)
+            raise DatasetError(
+                f"{ds.root}/split.json: the test set has no {kind} images, and AUC and AP need both "
+                "classes; prepare the dataset with a split file whose test set has both"
+            )
     test_names, test_labels = [], None
     if need_test:
         test_names = list(split["test"]["0"]) + list(split["test"]["1"])

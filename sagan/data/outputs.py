@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagan.atomic import clean_stale, is_temp_of, temp_dir
-from sagan.errors import DatasetError
+from sagan.atomic import DISK_FULL, clean_stale, is_temp_of, storage_error, temp_dir
+from sagan.errors import DatasetError, SaganError
 
 OVERWRITE_FLAG = "--overwrite"
 WORKFLOW_FILES = frozenset({".snakemake_timestamp"})  # Snakemake's stamp inside a directory() output
@@ -76,7 +76,12 @@ def writing_folder(
     out = Path(out)
     claim_output(out, kind, overwrite, option)
     with temp_dir(out, tag) as tmp:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as err:  # a full disk: one line naming the output; the temporary folder goes
+            if err.errno in DISK_FULL and not isinstance(err, SaganError):
+                raise storage_error(out, err) from err
+            raise
         claim_output(out, kind, overwrite, option)  # the target may have changed meanwhile
         if out.is_dir() and any(out.iterdir()):  # one of ours, and --overwrite given
             old = out.parent / f".{out.name}.old-{secrets.token_hex(4)}"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sagan.config import at_least
 from sagan.errors import ConfigError
 from sagan.experiments import NORMAL_ONLY, SEMI_SUPERVISED
 from sagan.methods import register
@@ -33,22 +34,14 @@ from sagan.models.autoencoder import AutoEncoder
 
 @dataclass
 class DDADConfig:
-    ensemble_size: int = 3  # K networks in each module (DDAD-ASR README: 3 runs of mode a and of mode b)
+    # K networks in each module (DDAD-ASR README: 3 runs of mode a and of mode b)
+    ensemble_size: int = at_least(3, 2, "the intra-discrepancy is a standard deviation")
     base_width: int = 16
     hidden_dim: int = 2048  # DDAD-ASR models/autoencoder.py
     latent_dim: int = 16  # cfgs ls
     lr: float = 5e-4  # cfgs Solver.lr
     beta1: float = 0.5  # trainer.py: Adam betas (0.5, 0.999)
     beta2: float = 0.999
-
-    def validate(self) -> None:
-        if self.ensemble_size < 2:
-            raise ConfigError(
-                "model.ensemble_size must be >= 2 (the intra-discrepancy is a standard deviation)"
-            )
-        for name in ("base_width", "hidden_dim", "latent_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1")
 
 
 def ensemble_loss(nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:

@@ -32,13 +32,6 @@ class GANConfig:
     lambda_gp: float = 10.0
     lambda_id: float = 1.0
 
-    def validate(self) -> None:
-        if self.n_critic < 1:
-            raise ConfigError("model.n_critic must be >= 1")
-        for name in ("conv_dim", "d_conv_dim", "d_repeat_num"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1")
-
 
 class RestorationGAN(Method):
     """Base of the GAN methods: subclasses implement `build_generator`, `restore` and `generator_losses`."""

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.errors import ConfigError
 from sagan.experiments import NORMAL_ONLY
 from sagan.methods import register
 from sagan.methods.reconstruction import PAPER_BUDGET, AutoEncoderConfig, Reconstruction
@@ -23,11 +22,6 @@ class MemAEConfig(AutoEncoderConfig):
     memory_slots: int = 25  # MedIAnomaly mem_size
     shrink: float = 0.0025  # hard-shrinkage threshold (MemAE, MedIAnomaly)
     entropy_weight: float = 2e-4  # weight of the addressing entropy (MemAE, DDAD-ASR cfgs)
-
-    def validate(self) -> None:
-        super().validate()
-        if self.memory_slots < 1 or self.shrink < 0 or self.entropy_weight < 0:
-            raise ConfigError("model.memory_slots must be >= 1, model.shrink and model.entropy_weight >= 0")
 
 
 @register

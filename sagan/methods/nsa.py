@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sagan.config import choice
+from sagan.config import at_least, choice
 from sagan.errors import ConfigError, TrainingError
 from sagan.experiments import NORMAL_ONLY
 from sagan.methods import register
@@ -50,17 +50,13 @@ PRESETS = {
 @dataclass
 class NSAConfig:
     synthesis: str = choice("cutpaste", MODES)  # fixed by the method name
-    width: int = 64  # ResNet-18 widths 64-128-256-512
+    width: int = at_least(64, 4, "the decoder narrows it to width / 4")  # ResNet-18: 64-128-256-512
     blocks: int = 2  # basic blocks per encoder stage (ResNet-18: 2)
     up_blocks: int = 1  # transposed blocks per decoder stage
     pool: bool = True  # the stem's max-pool (NSA at 224 px)
     lr: float = 1e-3  # max_lr; NSA anneals it to 1e-6 with a cosine schedule (see docs/methods.md)
     beta1: float = 0.9  # Adam defaults
     beta2: float = 0.999
-
-    def validate(self) -> None:
-        if self.width < 4 or self.blocks < 1 or self.up_blocks < 1:
-            raise ConfigError("model.width must be >= 4, model.blocks and model.up_blocks >= 1")
 
 
 class PatchSegmentation(Method):

@@ -27,11 +27,6 @@ class AutoEncoderConfig:
     beta1: float = 0.9  # Adam defaults (MedIAnomaly)
     beta2: float = 0.999
 
-    def validate(self) -> None:
-        for name in ("base_width", "hidden_dim", "latent_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1")
-
 
 def check_image_size(image_size: int) -> None:
     if image_size % 2**DOWNSAMPLINGS:

@@ -29,11 +29,8 @@ class SAGANConfig(GANConfig):
     lambda_rec: float = 1.0  # weight of the pseudo-anomaly restoration loss (hard-coded 1 in the code)
 
     def validate(self) -> None:
-        super().validate()
         if not 0.0 < self.gate_p <= 1.0:
             raise ConfigError(f"model.gate_p must be in (0, 1], got {self.gate_p}")
-        if self.n_patches < 1:
-            raise ConfigError("model.n_patches must be >= 1")
 
 
 @register
