@@ -9,7 +9,7 @@ are measured here, one thread as in a workflow job:
 I: the run's iterations; s: seconds per training iteration (the trainer's loop, benchmarks/train_speed.py,
 per method and Table 3 variant; staged methods such as AMAE at their first stage); v: one validation
 pass (the 2 x VAL_COUNT validation images, scored in batches); c: the fixed cost of a job, measured as
-a Python start that imports `sagan.run` plus one more scoring pass for the final evaluation (or --fixed).
+a Python start that imports `sagan.run` and `torch._dynamo` plus one more scoring pass for the final evaluation (or --fixed).
 On CPU the clock is CPU seconds (`--clock cpu`, the default): what an unloaded core takes, which a
 machine shared with other jobs does not inflate; `--clock wall` measures wall seconds (always on CUDA).
 The synth, splits, tables and figures jobs (about a minute together) are not included.
@@ -79,12 +79,13 @@ def children_cpu() -> float:
 
 
 def start_seconds(clock: str, repeats: int = 3) -> float:
-    """A job's Python start and imports (`sagan run`'s module), median of `repeats`."""
+    """A job's Python start and imports (`sagan run`'s modules), median of `repeats`."""
     child_clock = children_cpu if clock == "cpu" else time.perf_counter
     times = []
     for _ in range(repeats):
         t = child_clock()
-        subprocess.run([sys.executable, "-c", "import sagan.run"], check=True)
+        # torch's optimisers import torch._dynamo when they are built: part of every training job's start
+        subprocess.run([sys.executable, "-c", "import sagan.run, torch._dynamo"], check=True)
         times.append(child_clock() - t)
     return statistics.median(times)
 
@@ -124,7 +125,7 @@ def main() -> None:
     print(f"{a.configfile}: {len(jobs)} run jobs, {a.jobs} at once, device {a.device}, one thread a job, "
           f"{clock_name} seconds")  # fmt: skip
     print(f"fixed cost per job: {'--fixed ' if a.fixed is not None else ''}"
-          f"{a.fixed if a.fixed is not None else start:.2f} s (Python start + import sagan.run) + evaluation")  # fmt: skip
+          f"{a.fixed if a.fixed is not None else start:.2f} s (Python start, import sagan.run and torch._dynamo) + evaluation")  # fmt: skip
     print(f"{'method':12s} {'runs':>5s} {'iterations':>10s} {'s/it':>8s} {'val pass s':>10s} {'total s':>9s}")
     for method, (n, iters, total) in rows.items():
         s, v = next(speed[k] for k in speed if k[0] == method)
