@@ -4,12 +4,14 @@
 Usage: python benchmarks/process_overhead.py [--data PREPARED] [--method sagan] [--repeats 3]
 Without --data, a synthetic set (synth-lag, size small) is written to a temporary folder. Each run
 uses the `ci` preset (6 iterations), so that the figures are the fixed costs of a job, not training.
-Medians over the repeats, in seconds of wall time; on a shared machine they are upper bounds.
+Medians over the repeats: wall seconds (on a shared machine, upper bounds) and CPU seconds (user +
+system of the process, which a loaded machine changes much less).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -18,10 +20,14 @@ import time
 from pathlib import Path
 
 
-def wall(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return time.perf_counter() - t, cpu
 
 
 def sagan(*args: str) -> list[str]:
@@ -47,27 +53,29 @@ def main() -> None:
         "python + import sagan.evaluate": [sys.executable, "-c", "import sagan.evaluate"],
         "python + import sagan.run": [sys.executable, "-c", "import sagan.run"],
     }
-    times: dict[str, list[float]] = {name: [] for name in starts}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in starts}
     times.update(
         {"sagan train": [], "sagan evaluate": [], "sagan train + sagan evaluate": [], "sagan run": []}
     )
     for k in range(args.repeats):
         for name, cmd in starts.items():
-            times[name].append(wall(cmd))
+            times[name].append(timed(cmd))
         two, one = tmp / f"two{k}", tmp / f"one{k}"
-        t_train = wall(sagan("train", *train_args, "--out", str(two)))
-        t_eval = wall(sagan("evaluate", str(two)))
+        t_train = timed(sagan("train", *train_args, "--out", str(two)))
+        t_eval = timed(sagan("evaluate", str(two)))
         times["sagan train"].append(t_train)
         times["sagan evaluate"].append(t_eval)
-        times["sagan train + sagan evaluate"].append(t_train + t_eval)
-        times["sagan run"].append(wall(sagan("run", *train_args, "--out", str(one))))
-    print(f"method {args.method}, preset ci (6 iterations), {args.repeats} repeats, median wall seconds")
-    print(f"{'':34s} {'median':>8s}  all")
+        times["sagan train + sagan evaluate"].append((t_train[0] + t_eval[0], t_train[1] + t_eval[1]))
+        times["sagan run"].append(timed(sagan("run", *train_args, "--out", str(one))))
+    print(f"method {args.method}, preset ci (6 iterations), {args.repeats} repeats, medians in seconds")
+    print(f"{'':34s} {'wall':>8s} {'CPU':>8s}")
     for name, values in times.items():
-        shown = " ".join(f"{v:.2f}" for v in values)
-        print(f"{name:34s} {statistics.median(values):8.2f}  {shown}")
-    saved = statistics.median(times["sagan train + sagan evaluate"]) - statistics.median(times["sagan run"])
-    print(f"saved per run by one process: {saved:.2f} s")
+        wall, cpu = (statistics.median(v) for v in zip(*values))
+        print(f"{name:34s} {wall:8.2f} {cpu:8.2f}")
+    for kind, i in (("wall", 0), ("CPU", 1)):
+        two = statistics.median(v[i] for v in times["sagan train + sagan evaluate"])
+        saved = two - statistics.median(v[i] for v in times["sagan run"])
+        print(f"saved per run by one process ({kind}): {saved:.2f} s of {two:.2f} s")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,8 +22,17 @@ from sagan.runtime import build_method, resolve_config
 from sagan.trainer import BatchMaker
 
 
-def bench(method: str, preset: str, batch: int, iters: int, device: torch.device, amp: bool) -> dict:
-    cfg = resolve_config(method, 0, preset, None, {"train.batch_size": batch})
+def bench(
+    method: str,
+    preset: str,
+    batch: int,
+    iters: int,
+    device: torch.device,
+    amp: bool,
+    overrides: dict | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict:
+    cfg = resolve_config(method, 0, preset, None, {**(overrides or {}), "train.batch_size": batch})
     size = cfg.data.image_size
     g = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
@@ -42,12 +52,12 @@ def bench(method: str, preset: str, batch: int, iters: int, device: torch.device
         if t == warm:
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
         with ctx:
             m.training_step(batches(t, rng), t, rng)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    sec = (time.perf_counter() - t0) / iters
+    sec = (clock() - t0) / iters
     out = {
         "method": method,
         "preset": preset,

@@ -1,8 +1,9 @@
 """Run configuration: typed, validated, resolved in one place and saved with every run.
 
 Resolution order: dataclass defaults (the paper's values) -> the generic preset (`paper` | `demo` |
-`ci` | `bench`, below; `ci` and `bench` start from `demo`) -> the method's `PRESETS[preset]` -> config file (YAML, nested sections) -> `--set
-section.key=value` overrides -> explicit command-line values (`--seed`).
+`ci` | `bench`, below; `ci` and `bench` start from `demo`) -> the method's `PRESETS[preset]` -> config
+file (YAML, nested sections) -> `--set section.key=value` overrides -> explicit command-line values
+(`--seed`).
 Method-specific settings (network widths, learning rates, loss weights) live in the method's own
 `Config` dataclass, handed to `build_config` with the method's presets (`sagan.runtime.resolve_config`
 looks both up in the registry); generic settings live here.
@@ -82,11 +83,11 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 # change only budgets, so that a network setting is written once, in the method's "demo" preset.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
-    # demo: 32 px images, small networks and the methods' demo budgets (their PRESETS); the README's
-    # main job, at budgets where the methods have learned (see benchmarks/RESULTS.md)
+    # demo: 32 px images, small networks; the README's main job, at budgets where the methods have
+    # learned (benchmarks/RESULTS.md). The budgets (train.iterations) are the methods' own, in their
+    # PRESETS["demo"] and PRESETS["bench"] and nowhere else (tests/test_trainer.py checks that each has one)
     "demo": {
         "data.image_size": 32,
-        "train.iterations": 160,
         "train.batch_size": 16,
         "train.log_every": 10,
         "train.checkpoint_every": 40,
@@ -94,7 +95,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # ci: the demo's networks at a pipeline-check budget, the same for every method (a method's own
     # demo budget is overridden): enough iterations for every code path (the GANs' generator steps,
-    # a learning-rate decay step, two checkpoints, a resume point), not for learning
+    # learning-rate decay steps, two checkpoints), not for learning
     "ci": {
         "train.iterations": 6,
         "train.log_every": 2,

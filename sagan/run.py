@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sagan.config import RunConfig
 from sagan.evaluate import evaluate_run
 from sagan.trainer import cli_config, train
 
 
-def train_and_evaluate(run: str | Path, cfg: Any, n_maps: int = 8) -> dict:
+def train_and_evaluate(run: str | Path, cfg: RunConfig, n_maps: int = 8) -> dict:
     """Train (or resume) the run, then score its test set; returns the run's metrics."""
     return evaluate_run(train(run, cfg), n_maps)
 

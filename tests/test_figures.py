@@ -3,6 +3,9 @@ objects: box and outline positions and colours, plotted loss curves), determinis
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -255,6 +258,11 @@ def test_validation_curves_plot_every_method_s_mean_and_band_over_seeds(tmp_path
         log = pd.read_csv(f"{run}/val_log.csv")
         log["intra_auc"], log["intra_ap"] = 0.6 + 0.01 * k, 0.55 + 0.02 * k
         log.to_csv(f"{run}/val_log.csv", index=False)
+        metrics = json.loads(Path(f"{run}/metrics.json").read_text())
+        metrics["extra"] = {"intra": {"auc": 0.6, "ap": 0.55}}
+        Path(f"{run}/metrics.json").write_text(json.dumps(metrics))
+    runs = load_runs(root)  # now with the extra score's rows (ae-intra), which name the same folders
+    assert (runs["method"] == "ae-intra").sum() == 3
     fig = draw_validation(runs, "synth-lag")
     ax_auc, ax_ap = fig.axes
     assert (ax_auc.get_title(), ax_ap.get_title()) == ("AUC", "AP")

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from sagan.cli import main as cli
+from sagan.config import PRESETS
 from sagan.data.prepared import load_prepared
 from sagan.errors import ConfigError, DatasetError, TrainingError
 from sagan.evaluate import evaluate_run
@@ -493,6 +494,10 @@ def test_run_command_trains_and_evaluates_in_one_process(tiny_val_dataset, tmp_p
 
 def test_ci_and_bench_keep_the_demo_networks_and_change_only_budgets():
     for method in method_names():
+        # each method's demo and bench budgets are written once, in its own PRESETS
+        presets = get_method(method).PRESETS
+        assert "train.iterations" in presets["demo"] and "train.iterations" in presets["bench"], method
+        assert "train.iterations" not in PRESETS["demo"] and "train.iterations" not in PRESETS["bench"]
         demo = resolve_config(method, 0, "demo")
         for preset in ("ci", "bench"):
             cfg = resolve_config(method, 0, preset)

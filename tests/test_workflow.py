@@ -84,6 +84,18 @@ def test_synthetic_dry_run_job_counts(tmp_path, name):
     assert shown.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown
 
 
+def test_ci_script_runs_the_ci_configuration():
+    # .ci/run's pipeline check is config/ci.yaml (dry-run above): every registered method, 3 seeds,
+    # Tables 3 and 4, and the script's later steps read the results folder that config names
+    script = (REPO / ".ci/run").read_text()
+    assert "snakemake --cores 2 --configfile config/ci.yaml" in script
+    config = yaml.safe_load((REPO / "config/ci.yaml").read_text())
+    assert (config["preset"], config["methods"], len(config["seeds"])) == ("ci", "all", 3)
+    assert config["table3"] and config["table4"]
+    named = set(re.findall(r"results/(\w+)", script)) | set(re.findall(r"report@(\w+)", script))
+    assert named == {config["name"]}
+
+
 def test_synthetic_configs_share_their_datasets_and_presets_match_the_package():
     # one prepared copy of each synthetic set serves the demo, CI and the benchmark (data/prepared/,
     # DVC's data@synth-* stages read config/demo.yaml): their settings must be the same

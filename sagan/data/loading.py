@@ -77,8 +77,11 @@ def load_training_data(
                 f"{ds.root}/split.json: the test set has no {kind} images, and AUC and AP need both "
                 "classes; prepare the dataset with a split file whose test set has both"
             )
-    test_names = list(split["test"]["0"]) + list(split["test"]["1"]) if need_test else []
-    test_rows = ds.rows(test_names) if need_test else np.zeros(0, np.int64)
+    test_names, test_labels = [], None
+    if need_test:
+        test_names = list(split["test"]["0"]) + list(split["test"]["1"])
+        test_labels = np.array([0] * len(split["test"]["0"]) + [1] * len(split["test"]["1"]))
+    test_rows = ds.rows(test_names)
     normal = rows_to_device(ds.rows(split["train"]["0"])) if need_train else torch.empty(0)
     load_unl = need_train and need_unlabeled and unl["names"]
     unlabeled = rows_to_device(ds.rows(unl["names"])) if load_unl else None
@@ -89,9 +92,7 @@ def load_training_data(
         unlabeled=unlabeled,
         unlabeled_info={k: v for k, v in unl.items() if k != "names"},
         test=rows_to_device(test_rows),
-        test_labels=np.array([0] * len(split["test"]["0"]) + [1] * len(split["test"]["1"]))
-        if need_test
-        else None,
+        test_labels=test_labels,
         test_names=test_names,
         test_rows=test_rows,
         val=rows_to_device(ds.rows(val[0])) if val else None,

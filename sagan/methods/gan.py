@@ -56,6 +56,7 @@ class RestorationGAN(Method):
     PRESETS = {
         "paper": {"train.lr_decay": "linear"},
         "demo": {
+            "train.iterations": 160,
             "train.lr_decay": "linear",
             "train.lr_decay_every": 20,
             "model.conv_dim": 8,

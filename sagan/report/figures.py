@@ -265,10 +265,11 @@ def validation_logs(part: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
 
 def draw_validation(runs: pd.DataFrame, dataset: str) -> plt.Figure:
     """Validation AUC and AP of every method against iteration: mean over seeds, band from min to max;
-    a method's extra scores (DDAD's intra) dashed."""
-    part = table2_runs(runs)
+    a method's extra scores (DDAD's intra) dashed: from its own val_log.csv, not from the extra-score
+    rows (ddad-intra) of `runs`, which name the same run folders."""
+    part = main_scores(table2_runs(runs))
     logs = validation_logs(part[part["dataset"] == dataset])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     for k, (method, frames) in enumerate(logs.items()):
         color = METHOD_COLORS[k % len(METHOD_COLORS)]
         scores = [""] + sorted({c[: -len("_auc")] for f in frames for c in f.columns if c.endswith("_auc")})
@@ -280,12 +281,13 @@ def draw_validation(runs: pd.DataFrame, dataset: str) -> plt.Figure:
                 ax.fill_between(x, table.min(axis=1), table.max(axis=1), color=color, alpha=0.15, lw=0)
                 label = f"{method} ({name})" if name else method
                 ls = "--" if name else ("-" if k < len(METHOD_COLORS) else ":")
-                ax.plot(x, table.mean(axis=1), color=color, ls=ls, lw=1.4, label=label)
+                marker = "o" if len(x) <= 5 else None
+                ax.plot(x, table.mean(axis=1), color=color, ls=ls, lw=1.4, marker=marker, ms=3, label=label)
     for ax, metric in zip(axes, ("AUC", "AP")):
         ax.axhline(0.5, ls="--", color="grey", lw=1, label="chance")  # AP too: the split is balanced
         ax.set(xlabel="iteration", ylabel=f"validation {metric}", title=metric, ylim=(0, 1.01))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right", ncol=2)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the curves, not on them
     fig.suptitle(
         f"{dataset_label(dataset)}: validation split (not the test set), mean over seeds (band: min to max)",
         fontsize=11,
@@ -295,7 +297,7 @@ def draw_validation(runs: pd.DataFrame, dataset: str) -> plt.Figure:
 
 
 def figure_validation(runs: pd.DataFrame, dataset: str, out: Path) -> list[Path]:
-    part = table2_runs(runs)
+    part = main_scores(table2_runs(runs))
     if not validation_logs(part[part["dataset"] == dataset]):
         return []
     return save(draw_validation(runs, dataset), out, f"validation_{dataset}", pdf=False)
