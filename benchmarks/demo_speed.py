@@ -9,8 +9,8 @@ demo preset (32 px, batch 16, one thread, as the demo's jobs run), random images
 per-iteration work (learning-rate schedule, batch with the method's transform, the method's step,
 the finite-loss check), 2 warm-up iterations, then `--iters` timed ones. The two versions alternate
 (ABBA across rounds) and the medians are reported, in wall seconds and in CPU seconds of the child
-(user + system; less sensitive to other jobs on a shared machine). A process start is timed as a
-Python start that imports what a job imports (CLI, trainer, evaluator).
+(user + system; less sensitive to other jobs on a shared machine). A process start is timed (wall
+and CPU) as a Python start that imports what a job imports (CLI, trainer, evaluator).
 
 The demo matrix of the reference commit: 54 runs of 160 iterations (Table 2: 3 datasets x sagan,
 brainomaly, ae; Table 3: three SAGAN ablations on one dataset; Table 4: six more anomaly ratios of
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -90,13 +91,17 @@ print(json.dumps({"wall": (time.perf_counter() - w) / iters, "cpu": (time.proces
 START = "import sagan.cli, sagan.trainer, sagan.evaluate"
 
 
-def child(code: Path, args: list[str]) -> tuple[float, str]:
+def child(code: Path, args: list[str]) -> tuple[float, float, str]:
+    """Runs a child process: its wall seconds, its CPU seconds (user + system) and its output."""
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run([sys.executable, *args], env=env, cwd=code, capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"a child process failed in {code}:\n{out.stderr}")
-    return time.perf_counter() - t, out.stdout
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, out.stdout
 
 
 def main() -> None:
@@ -109,21 +114,23 @@ def main() -> None:
     a = p.parse_args()
     codes = {"ref": Path(a.ref).resolve(), "new": ROOT}
     steps: dict[tuple[str, str], dict[str, list[float]]] = {}
-    starts: dict[str, list[float]] = {"ref": [], "new": []}
+    starts: dict[tuple[str, str], list[float]] = {}
     for r in range(a.rounds):
         order = ["ref", "new"] if r % 2 == 0 else ["new", "ref"]
         for version in order:
-            starts[version].append(child(codes[version], ["-c", START])[0])
+            wall, cpu, _ = child(codes[version], ["-c", START])
+            starts.setdefault((version, "wall"), []).append(wall)
+            starts.setdefault((version, "cpu"), []).append(cpu)
         for label, method, overrides, _ in CONFIGS:
             for version in order:
-                _, out = child(codes[version], ["-c", CHILD, method, json.dumps(overrides), str(a.iters)])
+                _, _, out = child(codes[version], ["-c", CHILD, method, json.dumps(overrides), str(a.iters)])
                 got = json.loads(out.strip().splitlines()[-1])
                 for kind, value in got.items():
                     steps.setdefault((label, version), {}).setdefault(kind, []).append(value)
             print(f"round {r + 1}/{a.rounds} {label} done", file=sys.stderr, flush=True)
 
     med = {key: {k: statistics.median(v) for k, v in d.items()} for key, d in steps.items()}
-    start = {v: statistics.median(s) for v, s in starts.items()}
+    start = {key: statistics.median(s) for key, s in starts.items()}
     print(f"load average at the end: {os.getloadavg()}")
     print(
         "| configuration | runs | ref s/it wall | new s/it wall | ratio | ref s/it CPU | new s/it CPU | ratio |"
@@ -142,8 +149,11 @@ def main() -> None:
             train_s = sum(
                 runs * a.matrix_iterations * med[(label, version)][kind] for label, _, _, runs in CONFIGS
             )
-            totals[(kind, version)] = (train_s, n_runs * STARTS_PER_RUN[version] * start[version])
-    print(f"\nprocess start (median wall): ref {start['ref']:.2f} s, new {start['new']:.2f} s")
+            totals[(kind, version)] = (train_s, n_runs * STARTS_PER_RUN[version] * start[(version, kind)])
+    print(
+        f"\nprocess start (median): ref {start[('ref', 'wall')]:.2f} s wall, {start[('ref', 'cpu')]:.2f} s CPU; "
+        f"new {start[('new', 'wall')]:.2f} s wall, {start[('new', 'cpu')]:.2f} s CPU"
+    )
     print(
         "| demo matrix | ref training s | ref starts s | ref total | new training s | new starts s | new total | ratio |"
     )
@@ -156,7 +166,13 @@ def main() -> None:
         )
     if a.out:
         Path(a.out).write_text(
-            json.dumps({"steps": {f"{k[0]}|{k[1]}": v for k, v in steps.items()}, "starts": starts}, indent=1)
+            json.dumps(
+                {
+                    "steps": {f"{k[0]}|{k[1]}": v for k, v in steps.items()},
+                    "starts": {f"{k[0]}|{k[1]}": v for k, v in starts.items()},
+                },
+                indent=1,
+            )
         )
 
 
