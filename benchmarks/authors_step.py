@@ -105,9 +105,10 @@ def run_child(a: argparse.Namespace) -> dict:
         torch.set_num_threads(a.threads)
     if a.variant == "project":
         keep_freed_memory()  # as the trainer does
-    m, batches = setup(a.preset, a.batch, device)
+    m, batches = setup(a.preset, a.batch, device, a.seed)
     if a.compile:
-        m.G = torch.compile(m.G)  # the critic's double backward (penalty) cannot be compiled
+        # the generator only: the critic's double backward (the penalty) cannot be compiled
+        m.G = torch.compile(m.G, backend=a.compile_backend)
     if a.variant == "authors":
         c = m.cfg
         opts = {
@@ -120,17 +121,20 @@ def run_child(a: argparse.Namespace) -> dict:
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.amp == "bf16")
     rng = torch.Generator(device=device).manual_seed(0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times = []
+    times, cpu = [], []
     for t in range(a.warmup + a.iters):
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with amp:
             losses = step(t, rng)
         assert bool(torch.isfinite(torch.stack([v.float() for v in losses.values()])).all())
         sync()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)  # all threads: steadier than wall time on a shared machine
     out = {
+        "label": a.label or a.variant,
         "variant": a.variant,
+        "seed": a.seed,
         "device": device.type,
         "preset": a.preset,
         "batch": a.batch,
@@ -139,6 +143,7 @@ def run_child(a: argparse.Namespace) -> dict:
         "threads": torch.get_num_threads(),
         "s_per_it": statistics.mean(times[a.warmup :]),
         "iteration_s": times,
+        "cpu_s_per_it": statistics.mean(cpu[a.warmup :]),
         "peak_rss_GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
     if device.type == "cuda":
@@ -158,6 +163,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="parent: children per variant, alternated")
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    p.add_argument(
+        "--compile-backend", default="inductor", help="aot_eager: traces without compiling (quick)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="weights and images")
+    p.add_argument("--label", default="", help="child: a name for the JSON line")
     a = p.parse_args()
     if a.variant:
         print(json.dumps(run_child(a)), flush=True)
@@ -187,20 +197,19 @@ def main() -> None:
             )
             results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"{variant}: {results[variant][-1]}", file=sys.stderr, flush=True)
-    med = {
-        v: {k: statistics.median(r[k] for r in rs) for k in ("s_per_it", "peak_rss_GiB")}
-        for v, rs in results.items()
-    }
-    print(
-        f"load average {os.getloadavg()}, {a.preset} preset, batch {a.batch}, {a.threads} threads, {a.rounds} round(s)"
-    )
-    print("| variant | s / iteration | peak RSS GiB |")
-    print("| --- | --- | --- |")
+    keys = ("s_per_it", "cpu_s_per_it", "peak_rss_GiB")
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in keys} for v, rs in results.items()}
+    print(f"load average {os.getloadavg()}, {a.preset} preset, batch {a.batch}, {a.threads} threads")
+    print("| variant | s / iteration (wall) | CPU s / iteration | peak RSS GiB |")
+    print("| --- | --- | --- | --- |")
     for v in VARIANTS:
-        print(f"| {v} | {med[v]['s_per_it']:.2f} | {med[v]['peak_rss_GiB']:.2f} |")
+        print(
+            f"| {v} | {med[v]['s_per_it']:.2f} | {med[v]['cpu_s_per_it']:.2f} | {med[v]['peak_rss_GiB']:.2f} |"
+        )
     pa, au = med["project"], med["authors"]
     print(
-        f"speed: project is {au['s_per_it'] / pa['s_per_it']:.2f}x the authors'; peak memory {pa['peak_rss_GiB'] / au['peak_rss_GiB']:.2f}x"
+        f"speed: the project's step is {au['s_per_it'] / pa['s_per_it']:.2f}x the authors' (wall), "
+        f"{au['cpu_s_per_it'] / pa['cpu_s_per_it']:.2f}x (CPU); peak memory {pa['peak_rss_GiB'] / au['peak_rss_GiB']:.2f}x"
     )
 
 
