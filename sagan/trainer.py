@@ -33,6 +33,7 @@ from sagan.runtime import (
     identity_config,
     identity_differences,
     read_checkpoint,
+    keep_freed_memory,
     resolve_config,
     resolve_device,
     run_identity,
@@ -179,6 +180,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     run = Path(run)
     check_run_dir(run, cfg)
     set_threads(cfg)
+    keep_freed_memory()
     device = resolve_device(cfg.train.device)
     method = build_method(cfg, device)
     data = training_data(method, cfg, device)
