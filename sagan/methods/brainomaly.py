@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sagan.errors import ConfigError
 from sagan.losses import identity_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch
-from sagan.methods.gan import GANConfig, RestorationGAN
+from sagan.methods.gan import GANConfig, RestorationGAN, check_stargan_size
 from sagan.models.generator import StarGANGenerator
 
 
@@ -29,10 +28,7 @@ class Brainomaly(RestorationGAN):
     Config = BrainomalyConfig
 
     def build_generator(self) -> StarGANGenerator:
-        if self.image_size % 4:
-            raise ConfigError(
-                f"image size {self.image_size} must be divisible by 4 (the generator's two stride-2 convs)"
-            )
+        check_stargan_size(self.image_size)
         return StarGANGenerator(self.cfg.conv_dim, self.cfg.n_res)
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:

@@ -41,9 +41,6 @@ class FAnoGANConfig:
     def validate(self) -> None:
         if not 0.0 < self.encoder_fraction < 1.0:
             raise ConfigError(f"model.encoder_fraction must be in (0, 1), got {self.encoder_fraction}")
-        for name in ("latent_dim", "dim", "n_critic"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1")
 
 
 @register
@@ -74,7 +71,9 @@ class FAnoGAN(Method):
     def __init__(self, cfg: FAnoGANConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size, iterations)
         if image_size % 16:
-            raise ConfigError(f"f-AnoGAN needs an image size divisible by 16, got {image_size}")
+            raise ConfigError(
+                f"image size {image_size} must be divisible by 16 (f-AnoGAN's four resolution steps)"
+            )
         # the GAN gets at least n_critic iterations (one generator step) when the run has room, the
         # encoder at least one: at the ci preset's 6 iterations 5 + 1, otherwise the fraction decides
         encoder = max(1, round(iterations * cfg.encoder_fraction))

@@ -136,3 +136,11 @@ class RestorationGAN(Method):
         return Prediction(
             score=anomaly_score(images, restored), map=anomaly_map(images, restored), restored=restored
         )
+
+
+def check_stargan_size(image_size: int) -> None:
+    """The StarGAN trunk (Brainomaly's and HealthyGAN's generator) halves the image twice."""
+    if image_size % 4:
+        raise ConfigError(
+            f"image size {image_size} must be divisible by 4 (the generator's two stride-2 convs)"
+        )

@@ -36,10 +36,6 @@ class GANomalyConfig:
     w_enc: float = 1.0  # latent (encoder) weight
     reinit_d_below: float = 1e-5  # re-initialise D when its loss falls below this (0 disables)
 
-    def validate(self) -> None:
-        if self.latent_dim < 1 or self.width < 1:
-            raise ConfigError("model.latent_dim and model.width must be >= 1")
-
 
 @register
 class GANomaly(Method):
@@ -61,7 +57,9 @@ class GANomaly(Method):
     def __init__(self, cfg: GANomalyConfig, image_size: int, iterations: int):
         super().__init__(cfg, image_size, iterations)
         if image_size % 16 or image_size < 16:
-            raise ConfigError(f"GANomaly needs an image size divisible by 16, got {image_size}")
+            raise ConfigError(
+                f"image size {image_size} must be divisible by 16 (GANomaly's four stride-2 convs)"
+            )
         self.G = GanomalyGenerator(image_size, cfg.latent_dim, cfg.width)
         self.D = GanomalyDiscriminator(image_size, cfg.width)
         dcgan_init(self.G)

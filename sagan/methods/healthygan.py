@@ -21,7 +21,7 @@ import torch
 from sagan.losses import identity_loss, mask_area_loss, mask_binary_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch
-from sagan.methods.gan import GANConfig, RestorationGAN
+from sagan.methods.gan import GANConfig, RestorationGAN, check_stargan_size
 from sagan.models.healthygan import MaskedGenerator, compose
 
 
@@ -56,6 +56,7 @@ class HealthyGAN(RestorationGAN):
     }
 
     def build_generator(self) -> MaskedGenerator:
+        check_stargan_size(self.image_size)
         return MaskedGenerator(self.cfg.conv_dim, self.cfg.n_res)
 
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
