@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
+
 
 def synth(work: Path, dataset: str) -> Path:
     data = work / "data" / dataset
     if not (data / "meta.json").is_file():
-        subprocess.run(["sagan", "synth", dataset, "--out", str(data), "--size", "small"], check=True)
+        subprocess.run([*SAGAN, "synth", dataset, "--out", str(data), "--size", "small"], check=True)
     return data
 
 
@@ -43,7 +45,7 @@ def run_one(work: Path, a: argparse.Namespace, dataset: str, method: str, seed: 
     if (out / "metrics.json").is_file():
         return str(out), 0.0
     sets = [f"train.iterations={a.iterations}", f"eval.val_every={a.every}", "train.threads=1", *a.sets]
-    cmd = ["sagan", "run", "--data", str(work / "data" / dataset), "--method", method, "--seed", seed]
+    cmd = [*SAGAN, "run", "--data", str(work / "data" / dataset), "--method", method, "--seed", seed]
     cmd += ["--preset", "demo", "--out", str(out)] + [x for s in sets for x in ("--set", s)]
     t0 = time.perf_counter()
     log = (work / "logs" / f"{dataset}-{method}-{seed}-it{a.iterations}.log").open("w")
@@ -63,7 +65,7 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
     for dataset in a.datasets:
         for method in a.methods:
             runs = [work / "runs" / f"it{a.iterations}" / dataset / method / f"seed{s}" for s in a.seeds]
-            runs = [r for r in runs if (r / "metrics.json").is_file()]
+            runs = [r for r in runs if (r / "val_log.csv").is_file()]  # unfinished runs: curve so far
             if not runs:
                 continue
             logs = pd.concat(
@@ -72,14 +74,24 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
             mean = logs.mean(axis=1)
             curves[(dataset, method)] = mean
             t = plateau(mean, a.tol)
-            test = [json.loads((r / "metrics.json").read_text()) for r in runs]
-            auc, ap = (np.array([m[k] for m in test]) * 100 for k in ("auc", "ap"))
+            test = [
+                json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").is_file()
+            ]
+            auc, ap = (np.array([m[k] for m in test] or [np.nan]) * 100 for k in ("auc", "ap"))
             rows.append(
                 {
                     "dataset": dataset,
                     "method": method,
                     "seeds": len(runs),
-                    "plateau at": t if t <= 0.75 * a.iterations else f"rising ({t})",
+                    "finished": len(test),
+                    "last logged": int(mean.index[-1]),
+                    "plateau at": (
+                        "unfinished"
+                        if mean.index[-1] < a.iterations
+                        else t
+                        if t <= 0.75 * a.iterations
+                        else f"rising ({t})"
+                    ),
                     "val AUC there": f"{100 * mean[t]:.1f}",
                     "val AUC max": f"{100 * mean.max():.1f}",
                     "val AUC final": f"{100 * mean.iloc[-1]:.1f}",

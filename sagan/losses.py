@@ -47,3 +47,25 @@ def anomaly_map(x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
 def anomaly_score(x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
     """Image-level score: mean of the anomaly map, (B,)."""
     return anomaly_map(x, restored).flatten(1).mean(1)
+
+
+# --- baselines (Table 2) ---
+
+
+def feature_residual(f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two (B, ...) feature tensors, per sample (B,): the critic-feature term
+    of f-AnoGAN's izi_f loss and score, and GANomaly's adversarial (feature-matching) loss when averaged."""
+    return ((f_a - f_b) ** 2).flatten(1).mean(1)
+
+
+def mask_area_loss(mask: torch.Tensor) -> torch.Tensor:
+    """HealthyGAN: keep the changed area small, (mean of the mask over the whole batch)^2."""
+    return mask.mean() ** 2
+
+
+def mask_binary_loss(mask: torch.Tensor, eps: float = 0.01) -> torch.Tensor:
+    """HealthyGAN: push mask values away from 0.5 toward 0 or 1; zero when the mask is binary.
+
+    mean(1 / (|m - 0.5| + eps)) - 1 / (0.5 + eps), with eps = 0.01 as in the official code.
+    """
+    return (1 / ((mask - 0.5).abs() + eps)).mean() - 1 / (0.5 + eps)

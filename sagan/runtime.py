@@ -9,6 +9,8 @@ CPU it changes float sums in the last digits, so such a run equals an uninterrup
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,26 @@ def seed_everything(seed: int) -> None:
 def set_threads(cfg: RunConfig) -> None:
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc reuse the memory of freed tensors instead of returning it to the system.
+
+    A training step frees and allocates the same buffers (up to a few MB) every iteration; by default
+    glibc unmaps them, and every fresh page then costs a page fault: about 6k-15k faults and 10-30 ms
+    of system time per demo iteration of the GANs (benchmarks/RESULTS.md). Buffers under 32 MiB now
+    come from the heap, which keeps up to 1 GiB of free memory. Changes no number; does nothing where
+    the C library has no mallopt (macOS, musl).
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's maximum
+    mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
 
 def build_method(cfg: RunConfig, device: torch.device) -> Method:

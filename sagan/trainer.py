@@ -32,6 +32,7 @@ from sagan.runtime import (
     build_method,
     identity_config,
     identity_differences,
+    keep_freed_memory,
     read_checkpoint,
     resolve_config,
     resolve_device,
@@ -179,6 +180,7 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     run = Path(run)
     check_run_dir(run, cfg)
     set_threads(cfg)
+    keep_freed_memory()
     device = resolve_device(cfg.train.device)
     method = build_method(cfg, device)
     data = training_data(method, cfg, device)

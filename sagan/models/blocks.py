@@ -59,3 +59,18 @@ class ProjectResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.project(x)  # (B, c_out, H, W)
         return a + self.refine(a)
+
+
+def stargan_trunk(conv_dim: int, n_res: int, c_out: int) -> nn.Sequential:
+    """StarGAN generator body: 7x7 conv, two stride-2 downs, n_res residual blocks at 4*conv_dim, two
+    ups, 7x7 conv to c_out channels (Brainomaly: 1, the additive map; HealthyGAN: 2, image and mask)."""
+    d = conv_dim
+    return nn.Sequential(
+        conv_in_relu(1, d, 7),
+        conv_in_relu(d, 2 * d, 4, 2),
+        conv_in_relu(2 * d, 4 * d, 4, 2),
+        *[ResidualBlock(4 * d) for _ in range(n_res)],
+        up_in_relu(4 * d, 2 * d),
+        up_in_relu(2 * d, d),
+        nn.Conv2d(d, c_out, 7, 1, 3, bias=False),
+    )

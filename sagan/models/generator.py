@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from sagan.models.attention_gate import AttentionGate
-from sagan.models.blocks import ProjectResidualBlock, ResidualBlock, conv_in_relu, up_in_relu
+from sagan.models.blocks import ProjectResidualBlock, ResidualBlock, conv_in_relu, stargan_trunk, up_in_relu
 from sagan.models.position_code import PositionFusion, from_patches, position_codes, to_patches
 
 NETWORKS = ("paper", "authors")
@@ -112,16 +112,7 @@ class StarGANGenerator(nn.Module):
 
     def __init__(self, conv_dim: int = 64, n_res: int = 6):
         super().__init__()
-        d = conv_dim
-        self.main = nn.Sequential(
-            conv_in_relu(1, d, 7),
-            conv_in_relu(d, 2 * d, 4, 2),
-            conv_in_relu(2 * d, 4 * d, 4, 2),
-            *[ResidualBlock(4 * d) for _ in range(n_res)],
-            up_in_relu(4 * d, 2 * d),
-            up_in_relu(2 * d, d),
-            nn.Conv2d(d, 1, 7, 1, 3, bias=False),
-        )
+        self.main = stargan_trunk(conv_dim, n_res, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x + self.main(x))
