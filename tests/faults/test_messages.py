@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,12 @@ from sagan.config import SECTIONS
 from sagan.methods import get_method, method_names
 from tests.faults.runs import refused, torch_file, train_argv, train_ok
 from tests.faults.test_data_faults import ROOT
+
+
+def demo_argv(data: Path, method: str, out: Path) -> list[str]:
+    """`sagan train` of `method` at the demo preset, without the fast settings of `train_argv`: the
+    checks below must see each setting's own value."""
+    return ["train", "--data", str(data), "--method", method, "--preset", "demo", "--out", str(out)]
 
 
 def test_malformed_yaml_in_a_config_file_is_named(data, tmp_path, capsys):
@@ -105,17 +112,7 @@ def lr_fields() -> list[tuple[str, str]]:
 @pytest.mark.parametrize("method,name", lr_fields())
 @pytest.mark.parametrize("value", ["-1e-4", "nan", "inf"])
 def test_every_learning_rate_is_checked(data, tmp_path, capsys, method, name, value):
-    argv = [
-        "train",
-        "--data",
-        str(data),
-        "--method",
-        method,
-        "--preset",
-        "demo",
-        "--out",
-        str(tmp_path / "r"),
-    ]
+    argv = demo_argv(data, method, tmp_path / "r")
     line = refused([*argv, "--set", f"model.{name}={value}"], capsys)
     assert f"model.{name} must be a finite number >= 0" in line
     assert not (tmp_path / "r").exists()
@@ -135,17 +132,7 @@ def count_fields() -> list[tuple[str, str, int]]:
 
 @pytest.mark.parametrize("method,key,smallest", count_fields())
 def test_every_count_below_its_minimum_is_one_line(data, tmp_path, capsys, method, key, smallest):
-    argv = [
-        "train",
-        "--data",
-        str(data),
-        "--method",
-        method,
-        "--preset",
-        "demo",
-        "--out",
-        str(tmp_path / "r"),
-    ]
+    argv = demo_argv(data, method, tmp_path / "r")
     line = refused([*argv, "--set", f"{key}={smallest - 1}"], capsys)
     assert f"{key} must be >= {smallest}" in line
     assert not (tmp_path / "r").exists()
@@ -154,17 +141,7 @@ def test_every_count_below_its_minimum_is_one_line(data, tmp_path, capsys, metho
 @pytest.mark.parametrize("method", method_names())
 @pytest.mark.parametrize("size", [0, -32, 34])
 def test_every_method_names_an_image_size_it_cannot_take(data, tmp_path, capsys, method, size):
-    argv = [
-        "train",
-        "--data",
-        str(data),
-        "--method",
-        method,
-        "--preset",
-        "demo",
-        "--out",
-        str(tmp_path / "r"),
-    ]
+    argv = demo_argv(data, method, tmp_path / "r")
     line = refused([*argv, "--set", f"data.image_size={size}", "--set", "train.threads=1"], capsys)
     assert ("data.image_size must be >= 1" if size < 1 else f"image size {size} must be divisible by") in line
     assert not (tmp_path / "r").exists()
