@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sagan.models.attention_gate import AttentionGate
-from sagan.models.discriminator import Discriminator
+from sagan.models.discriminator import Discriminator, DownConv
 from sagan.models.generator import SAGANGenerator, StarGANGenerator
 from sagan.models.position_code import code_bits, from_patches, position_codes, to_patches
 
@@ -111,3 +111,33 @@ def test_gate_off_is_deterministic_and_gate_on_is_random():
         a = g(x, 0.5, torch.Generator().manual_seed(1))
         b = g(x, 0.5, torch.Generator().manual_seed(2))
     assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_critic_down_conv_equals_the_conv_in_value_gradient_and_double_backward(size):
+    """DownConv computes the last critic conv (2x2 -> 1x1) as a matrix product of the kernel's central
+    taps; it must be the 4x4 stride-2 conv, including the gradient penalty's double backward."""
+    torch.manual_seed(0)
+    fast = DownConv(16, 32).double()
+    conv = torch.nn.Conv2d(16, 32, 4, 2, 1).double()
+    conv.load_state_dict(fast.state_dict())  # same parameters under the same names
+    x = torch.randn(3, 16, size, size, dtype=torch.float64, requires_grad=True)
+    out = []
+    for net in (fast, conv):
+        y = net(x)
+        (g,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)  # as in the gradient penalty
+        (y.sum() + g.pow(2).sum()).backward()
+        out.append((y.detach(), g.detach(), net.weight.grad, net.bias.grad))
+        net.zero_grad()
+    for a, b in zip(*out):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    if size == 2:  # the taps that meet padding get the conv's zero gradient
+        assert out[0][2][:, :, [0, 3]].abs().max() == 0 and out[0][2][:, :, :, [0, 3]].abs().max() == 0
+
+
+def test_critic_state_dict_is_the_plain_conv_critics():
+    d = Discriminator(8, 5)
+    assert all(isinstance(m, torch.nn.Conv2d) for m in d.main[::2])
+    assert [k for k in d.state_dict()] == [
+        f"main.{2 * i}.{p}" for i in range(5) for p in ("weight", "bias")
+    ] + ["head.weight"]
