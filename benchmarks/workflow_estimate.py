@@ -4,12 +4,14 @@ Usage: python benchmarks/workflow_estimate.py config/bench.yaml [--jobs 2] [--de
 The run jobs come from the workflow itself (`snakemake -n -p`: each job's method, preset and `--set`
 options), their budgets from the configuration they resolve to (each method's PRESETS), and the speeds
 are measured here, one thread as in a workflow job:
-    one run  = I * s + ceil(I / val_every) * v + c
+    one run  = I * s + ceil(I / val_every) * v + v        one job = c + k * (one run)
     T        = sum over the run jobs / jobs running at once
 I: the run's iterations; s: seconds per training iteration (the trainer's loop, benchmarks/train_speed.py,
 per method and Table 3 variant; staged methods such as AMAE at their first stage); v: one validation
-pass (the 2 x VAL_COUNT validation images, scored in batches); c: the fixed cost of a job, measured as
-a Python start that imports `sagan.run` and `torch._dynamo` plus one more scoring pass for the final evaluation (or --fixed).
+pass (the 2 x VAL_COUNT validation images, scored in batches; the last v stands for the final
+evaluation); k: the seeds the job runs (`sagan run --seed 0 1 2`: a row job of `seeds_in_one_job`);
+c: the fixed cost of a job, measured as a Python start that imports `sagan.run` and `torch._dynamo`
+(or --fixed, which then stands for c + the evaluations).
 On CPU the clock is CPU seconds (`--clock cpu`, the default): what an unloaded core takes, which a
 machine shared with other jobs does not inflate; `--clock wall` measures wall seconds (always on CUDA).
 The synth, splits, tables and figures jobs (about a minute together) are not included.
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import takewhile
 from pathlib import Path
 
 import torch
@@ -40,8 +43,9 @@ from sagan.scoring import score_images
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_jobs(configfile: Path) -> list[tuple[str, str, dict[str, str]]]:
-    """(method, preset, --set options) of every run job of a dry run in an empty folder."""
+def run_jobs(configfile: Path) -> list[tuple[str, str, dict[str, str], int]]:
+    """(method, preset, --set options, number of seeds) of every run job of a dry run in an empty
+    folder (a row job of `seeds_in_one_job: true` runs several seeds in one process)."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             ["snakemake", "-s", str(REPO / "Snakefile"), "-d", tmp, "-n", "-p", "--configfile", str(configfile)],
@@ -54,7 +58,9 @@ def run_jobs(configfile: Path) -> list[tuple[str, str, dict[str, str]]]:
             opt = {w: words[i + 1] for i, w in enumerate(words) if w in ("--method", "--preset")}
             sets = parse_set([words[i + 1] for i, w in enumerate(words) if w == "--set"])
             sets.pop("train.threads", None)
-            jobs.append((opt["--method"], opt["--preset"], sets))
+            at = words.index("--seed") + 1
+            seeds = len(list(takewhile(lambda w: not w.startswith("--"), words[at:])))
+            jobs.append((opt["--method"], opt["--preset"], sets, seeds))
     return jobs
 
 
@@ -107,7 +113,7 @@ def main() -> None:
     start = start_seconds(clock_name) if a.fixed is None else 0.0
     speed: dict[tuple, tuple[float, float]] = {}  # (method, model/variant options) -> (s, v)
     rows: dict[str, list[float]] = {}  # method -> [runs, iterations, seconds]
-    for method, preset, sets in jobs:
+    for method, preset, sets, seeds in jobs:
         ar = sets.pop("data.anomaly_ratio", "0.6")
         key = (method, preset, tuple(sorted(sets.items())), ar == "0_u")
         cfg = resolve_config(method, 0, preset, None, {**sets, "data.anomaly_ratio": ar})
@@ -116,13 +122,13 @@ def main() -> None:
             s = bench(method, preset, cfg.train.batch_size, a.iters, device, False, overrides, clock)
             speed[key] = (s["s_per_it"], validation_seconds(cfg, device, clock))
         s, v = speed[key]
-        c = a.fixed if a.fixed is not None else start + v
         n_val = math.ceil(cfg.train.iterations / cfg.eval.val_every) if cfg.eval.val_every else 0
+        one_run = cfg.train.iterations * s + n_val * v + (0.0 if a.fixed is not None else v)
         row = rows.setdefault(method, [0, 0, 0.0])
-        row[0] += 1
+        row[0] += seeds
         row[1] = max(row[1], cfg.train.iterations)
-        row[2] += cfg.train.iterations * s + n_val * v + c
-    print(f"{a.configfile}: {len(jobs)} run jobs, {a.jobs} at once, device {a.device}, one thread a job, "
+        row[2] += seeds * one_run + (a.fixed if a.fixed is not None else start)
+    print(f"{a.configfile}: {len(jobs)} run jobs ({sum(j[3] for j in jobs)} runs), {a.jobs} at once, device {a.device}, one thread a job, "
           f"{clock_name} seconds")  # fmt: skip
     print(f"fixed cost per job: {'--fixed ' if a.fixed is not None else ''}"
           f"{a.fixed if a.fixed is not None else start:.2f} s (Python start, import sagan.run and torch._dynamo) + evaluation")  # fmt: skip

@@ -107,10 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=text)
         s.add_argument("--data", required=True, help="prepared dataset folder")
         s.add_argument("--method", required=True)
-        s.add_argument(
-            "--seed", type=int, default=None, help="run seed (default: the --config file's, else 0)"
-        )
-        s.add_argument("--out", required=True, help="run folder")
+        if name == "train":
+            s.add_argument(
+                "--seed", type=int, default=None, help="run seed (default: the --config file's, else 0)"
+            )
+            s.add_argument("--out", required=True, help="run folder")
+        else:
+            s.add_argument(
+                "--seed", type=int, nargs="+", default=None, metavar="SEED",
+                help="run seed(s) (default: the --config file's, else 0); several run one after the other",
+            )  # fmt: skip
+            s.add_argument("--out", required=True, help="run folder; with several seeds it contains {seed}")
         s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         s.add_argument(

@@ -492,6 +492,39 @@ def test_run_command_trains_and_evaluates_in_one_process(tiny_val_dataset, tmp_p
     assert (one / "val_log.csv").read_bytes() == (tmp_path / "two" / "val_log.csv").read_bytes()
 
 
+def test_run_command_with_several_seeds_equals_one_process_per_seed(tiny_val_dataset, tmp_path, capsys):
+    """`sagan run --seed 0 1 2` (a row job of the synthetic configurations) trains and evaluates each
+    seed as its own `sagan run` would, one after the other in one process: byte-identical files."""
+    extra = ["eval.val_every=2"]
+    args = [a for a in train_args(tiny_val_dataset, iters=4, extra=extra) if a not in ("--seed", "0")]
+    assert cli(["run", *args, "--seed", "0", "1", "2", "--out", str(tmp_path / "row" / "seed{seed}")]) == 0
+    assert [json.loads(line)["seed"] for line in capsys.readouterr().out.splitlines()] == [0, 1, 2]
+    for seed in (1, 0):  # the later seed first: a seed's result does not depend on what ran before
+        one = tmp_path / f"alone{seed}"
+        assert cli(["run", *args, "--seed", str(seed), "--out", str(one)]) == 0
+        row = tmp_path / "row" / f"seed{seed}"
+        for name in ("config.yaml", "val_log.csv", "scores.csv", "metrics.json"):
+            assert (one / name).read_bytes() == (row / name).read_bytes(), (seed, name)
+        logs = [pd.read_csv(run / "train_log.csv").drop(columns="seconds") for run in (one, row)]
+        pd.testing.assert_frame_equal(*logs)  # the losses; "seconds" is the wall clock
+    scores = [pd.read_csv(tmp_path / "row" / f"seed{s}" / "scores.csv")["score"] for s in (0, 1)]
+    assert not scores[0].equals(scores[1])  # the seeds are different runs
+
+
+@pytest.mark.parametrize(
+    ("seeds", "out", "message"),
+    [(["0", "1"], "row", "put {seed} in it"), (["1", "1"], "row/seed{seed}", "a seed is given twice")],
+)
+def test_run_command_with_several_seeds_needs_a_folder_per_seed(
+    tiny_val_dataset, tmp_path, capsys, seeds, out, message
+):
+    args = [a for a in train_args(tiny_val_dataset, iters=2) if a not in ("--seed", "0")]
+    assert cli(["run", *args, "--seed", *seeds, "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "row").exists()  # refused before any run started
+
+
 def test_ci_and_bench_keep_the_demo_networks_and_change_only_budgets():
     for method in method_names():
         # each method's demo and bench budgets are written once, in its own PRESETS

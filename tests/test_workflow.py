@@ -71,17 +71,19 @@ def test_lint_is_clean():
 @pytest.mark.parametrize("name", ["demo", "ci", "bench"])
 def test_synthetic_dry_run_job_counts(tmp_path, name):
     # the demo, CI's pipeline check and the benchmark run the same matrix at other budgets, one job
-    # per run (training and evaluation in one process)
-    done = snakemake(tmp_path, "-n", "--configfile", str(REPO / f"config/{name}.yaml"))
-    assert done.returncode == 0, done.stderr
+    # per table row, whose process trains and evaluates the row's three seeds one after the other
+    shown = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / f"config/{name}.yaml"))
+    assert shown.returncode == 0, shown.stderr
     runs = expected_runs(len(method_names()))
-    assert job_counts(done.stdout) == {
-        "synth": 3, "splits": 3, "run": runs, "tables": 1, "figures": 1, "all": 1, "total": 9 + runs,
+    rows = runs // 3
+    assert job_counts(shown.stdout) == {
+        "synth": 3, "splits": 3, "run": rows, "tables": 1, "figures": 1, "all": 1, "total": 9 + rows,
     }  # fmt: skip
+    commands = [line for line in shown.stdout.splitlines() if "sagan run " in line]
+    assert len(commands) == rows and all("--seed 0 1 2 --out " in c and "/seed{seed}'" in c for c in commands)
     # every run logs its validation curve, and the figures include the validation curves
-    shown = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / f"config/{name}.yaml")).stdout
-    assert f"--preset {name}" in shown and "--set eval.val_every=" in shown
-    assert shown.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown
+    assert f"--preset {name}" in shown.stdout and "--set eval.val_every=" in shown.stdout
+    assert shown.stdout.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown.stdout
 
 
 def test_ci_script_runs_the_ci_configuration():
@@ -214,6 +216,7 @@ TINY = {
     "datasets": {"synth-rsna": {"seed": 0}, "synth-vindr": {"seed": 0}, "synth-lag": {"seed": 0}},
     "methods": ["sagan"],
     "seeds": [0],
+    "seeds_in_one_job": True,  # as config/demo.yaml: a row job (`sagan run --seed 0 --out .../seed{seed}`)
     "table3": {"dataset": "synth-vindr"},
     "table4": {"dataset": "synth-rsna", "ratios": ["0_u", 0.6]},
     "overrides": {

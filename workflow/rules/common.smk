@@ -21,8 +21,10 @@ from sagan.methods import get_method, method_names
 from sagan.runtime import resolve_config
 
 RESULTS = f"results/{config['name']}"
-RUN = f"{RESULTS}/runs/{{dataset}}/{{method}}/ar{{ar}}/{{variant}}/seed{{seed}}"
-RUN_LOG = "{dataset}/{method}/ar{ar}/{variant}/seed{seed}"
+ROW = f"{RESULTS}/runs/{{dataset}}/{{method}}/ar{{ar}}/{{variant}}"  # a table row's runs, one per seed
+RUN = f"{ROW}/seed{{seed}}"
+ROW_LOG = "{dataset}/{method}/ar{ar}/{variant}"
+RUN_LOG = f"{ROW_LOG}/seed{{seed}}"
 JOBS = config["resources"]  # threads and resources of the heavy jobs (run, prepare)
 
 DATASETS = list(config["datasets"])
@@ -31,6 +33,9 @@ REAL = [d for d in DATASETS if d not in SYNTHETIC]
 REGISTERED = method_names()
 METHODS = REGISTERED if config["methods"] == "all" else list(config["methods"])
 SEEDS = list(config["seeds"])
+# one job per run (the default: runs in parallel, e.g. on a cluster), or one job per row that trains
+# and evaluates its seeds one after the other in one process (saves two Python + torch starts a row)
+SEEDS_IN_ONE_JOB = config.get("seeds_in_one_job", False)
 TABLE3 = config.get("table3")
 TABLE4 = config.get("table4")
 
@@ -112,8 +117,15 @@ def ratios_of(dataset):
 
 
 def run_dir(wildcards):
-    """The run folder of a run job."""
-    return RUN.format(**dict(wildcards.items()))
+    """The run folder of a run job; of a row job, its runs' folders with `{seed}` for the seed."""
+    return (RUN if "seed" in wildcards.keys() else f"{ROW}/seed{{seed}}").format(
+        **{"seed": "{seed}", **dict(wildcards.items())}
+    )
+
+
+def job_runtime(wildcards, attempt):
+    """Minutes of a run job; a row job runs every seed."""
+    return JOBS["run"].get("runtime", 60) * (1 if "seed" in wildcards.keys() else len(SEEDS))
 
 
 def run_files(name):
@@ -134,7 +146,8 @@ def source_args(wildcards):
 
 def job_resources(job):
     """Resources of a heavy job from the config (`threads` is its own directive)."""
-    return {k: v for k, v in JOBS[job].items() if k != "threads"}
+    out = {k: v for k, v in JOBS[job].items() if k != "threads"}
+    return {**out, "runtime": job_runtime} if job == "run" and "runtime" in out else out
 
 
 # Each job carries the fingerprint of the code it runs (sagan/fingerprint.py) as a param, so that
