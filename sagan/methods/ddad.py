@@ -97,8 +97,9 @@ class DDAD(Method):
         self.module_a, self.module_b = ensemble(), ensemble()  # A: normal + unlabelled, B: normal only
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
-            "a": torch.optim.Adam(self.module_a.parameters(), cfg.lr, betas=betas),
-            "b": torch.optim.Adam(self.module_b.parameters(), cfg.lr, betas=betas),
+            # fused: one kernel a step for the K networks of a module (sagan/methods/gan.py)
+            "a": torch.optim.Adam(self.module_a.parameters(), cfg.lr, betas=betas, fused=True),
+            "b": torch.optim.Adam(self.module_b.parameters(), cfg.lr, betas=betas, fused=True),
         }
 
     def _step(self, name: str, nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
