@@ -16,61 +16,34 @@ RUN_OUTPUTS = {
     "scores": "scores.csv",
     "maps": "maps.npz",
 }
+# a job's run folders ({seed} is a wildcard of a run job, every seed of a row job) and its log name
+JOB_RUNS = {f"seed{s}": f"{ROW}/seed{s}" for s in SEEDS} if SEEDS_IN_ONE_JOB else {"seed": RUN}
+JOB_LOG = ROW_LOG if SEEDS_IN_ONE_JOB else RUN_LOG
 
 
-if SEEDS_IN_ONE_JOB:
-
-    rule run:
-        input:
-            data="data/prepared/{dataset}",
-            splits=f"{RESULTS}/splits/{{dataset}}.json",
-        output:
-            **{f"{key}_seed{s}": f"{ROW}/seed{s}/{name}" for s in SEEDS for key, name in RUN_OUTPUTS.items()},
-        log:
-            f"{RESULTS}/logs/run/{ROW_LOG}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/run/{ROW_LOG}.tsv"
-        params:
-            run=run_dir,
-            seeds=" ".join(map(str, SEEDS)),
-            preset=config["preset"],
-            sets=train_sets,
-            maps=config["maps"],
-            code=lambda w: code("run", w.method),
-        threads: JOBS["run"]["threads"]
-        resources:
-            **job_resources("run"),
-        conda:
-            "../envs/sagan.yaml"
-        shell:
-            "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
-            " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
-            " --maps {params.maps} > {log} 2>&1"
-
-else:
-
-    rule run:
-        input:
-            data="data/prepared/{dataset}",
-            splits=f"{RESULTS}/splits/{{dataset}}.json",
-        output:
-            **{key: f"{RUN}/{name}" for key, name in RUN_OUTPUTS.items()},
-        log:
-            f"{RESULTS}/logs/run/{RUN_LOG}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/run/{RUN_LOG}.tsv"
-        params:
-            run=run_dir,
-            preset=config["preset"],
-            sets=train_sets,
-            maps=config["maps"],
-            code=lambda w: code("run", w.method),
-        threads: JOBS["run"]["threads"]
-        resources:
-            **job_resources("run"),
-        conda:
-            "../envs/sagan.yaml"
-        shell:
-            "sagan run --data {input.data} --method {wildcards.method} --seed {wildcards.seed}"
-            " --out {params.run} --preset {params.preset} {params.sets} --set train.threads={threads}"
-            " --maps {params.maps} > {log} 2>&1"
+rule run:
+    input:
+        data="data/prepared/{dataset}",
+        splits=f"{RESULTS}/splits/{{dataset}}.json",
+    output:
+        **{f"{key}_{tag}": f"{run}/{name}" for tag, run in JOB_RUNS.items() for key, name in RUN_OUTPUTS.items()},
+    log:
+        f"{RESULTS}/logs/run/{JOB_LOG}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run/{JOB_LOG}.tsv"
+    params:
+        run=run_dir,
+        seeds=lambda w: w.seed if "seed" in w.keys() else " ".join(map(str, SEEDS)),
+        preset=config["preset"],
+        sets=train_sets,
+        maps=config["maps"],
+        code=lambda w: code("run", w.method),
+    threads: JOBS["run"]["threads"]
+    resources:
+        **job_resources("run"),
+    conda:
+        "../envs/sagan.yaml"
+    shell:
+        "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
+        " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
+        " --maps {params.maps} > {log} 2>&1"
