@@ -15,11 +15,11 @@ class DownConv(nn.Conv2d):
     """The critic's 4x4 stride-2 conv (padding 1). On a 2x2 map, which the last one always sees (its
     output is 1x1), only the kernel's central 2x2 taps meet the input and the other 12 meet padding:
     the conv is then a linear map of the flattened input by those taps' weights, computed here as one
-    matrix product. That is the conv exactly in real arithmetic (float sums in another order: 1e-7
-    relative), and on CPU oneDNN's backward of this shape is several times slower than the product
-    (benchmarks/RESULTS.md, "The critic's last conv"). The weight keeps the conv's shape, so state
-    dicts and the authors' weights are unchanged, and the outer taps get the zero gradient the conv
-    gives them."""
+    matrix product. That is the conv exactly in real arithmetic (in float32 the sums run in another
+    order, so the last bits differ), and on CPU oneDNN's backward of this shape is several times
+    slower than the product (benchmarks/RESULTS.md, "The critic's last conv"). The weight keeps the
+    conv's shape, so state dicts and the authors' weights are unchanged, and the outer taps get the
+    zero gradient the conv gives them."""
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__(c_in, c_out, 4, 2, 1)
