@@ -117,15 +117,14 @@ def ratios_of(dataset):
 
 
 def run_dir(wildcards):
-    """The run folder of a run job; of a row job, its runs' folders with `{seed}` for the seed."""
-    return (RUN if "seed" in wildcards.keys() else f"{ROW}/seed{{seed}}").format(
-        **{"seed": "{seed}", **dict(wildcards.items())}
-    )
+    """The run folder of a run job; of a row job (no seed wildcard), its runs' folders with `{seed}`
+    left for `sagan run` to fill in."""
+    return RUN.format(**{"seed": "{seed}", **dict(wildcards.items())})
 
 
 def job_runtime(wildcards, attempt):
     """Minutes of a run job; a row job runs every seed."""
-    return JOBS["run"].get("runtime", 60) * (1 if "seed" in wildcards.keys() else len(SEEDS))
+    return JOBS["run"].get("runtime", 60) * (len(SEEDS) if SEEDS_IN_ONE_JOB else 1)
 
 
 def run_files(name):

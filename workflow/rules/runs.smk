@@ -33,7 +33,7 @@ rule run:
         f"{RESULTS}/benchmarks/run/{JOB_LOG}.tsv"
     params:
         run=run_dir,
-        seeds=lambda w: w.seed if "seed" in w.keys() else " ".join(map(str, SEEDS)),
+        seeds=lambda w: " ".join(map(str, SEEDS)) if SEEDS_IN_ONE_JOB else w.seed,
         preset=config["preset"],
         sets=train_sets,
         maps=config["maps"],
