@@ -186,12 +186,12 @@ class AMAE(Method):
 
         def adamw(module: torch.nn.Module) -> torch.optim.Optimizer:
             return torch.optim.AdamW(
-                module.parameters(), cfg.lr, (cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+                module.parameters(), cfg.lr, (cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=True
             )
 
         self.optimizers = {
             "mae": adamw(self.mae),
-            "head": torch.optim.Adam(self.head.parameters(), cfg.lr_head),
+            "head": torch.optim.Adam(self.head.parameters(), cfg.lr_head, fused=True),
             "normative": adamw(self.normative),
             "anomalous": adamw(self.anomalous),
         }

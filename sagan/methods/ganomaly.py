@@ -66,8 +66,8 @@ class GANomaly(Method):
         dcgan_init(self.D)
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
-            "g": torch.optim.Adam(self.G.parameters(), cfg.lr, betas),
-            "d": torch.optim.Adam(self.D.parameters(), cfg.lr, betas),
+            "g": torch.optim.Adam(self.G.parameters(), cfg.lr, betas, fused=True),
+            "d": torch.optim.Adam(self.D.parameters(), cfg.lr, betas, fused=True),
         }
 
     def generator_losses(self, x: torch.Tensor, x_hat, z, z_hat) -> dict[str, torch.Tensor]:

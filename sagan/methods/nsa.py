@@ -75,7 +75,7 @@ class PatchSegmentation(Method):
             )
         self.net = ResNetEncoderDecoder(cfg.width, cfg.blocks, cfg.up_blocks, cfg.pool)
         self.optimizers = {
-            "net": torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2))
+            "net": torch.optim.Adam(self.net.parameters(), cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
         }
 
     def transform(self) -> Transform | None:

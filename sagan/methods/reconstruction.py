@@ -49,7 +49,7 @@ class Reconstruction(Method):
         check_image_size(image_size)
         self.net = self.build_network(cfg, image_size)
         betas = (cfg.beta1, cfg.beta2)
-        self.optimizers = {"ae": torch.optim.Adam(self.net.parameters(), cfg.lr, betas=betas)}
+        self.optimizers = {"ae": torch.optim.Adam(self.net.parameters(), cfg.lr, betas=betas, fused=True)}
 
     def build_network(self, cfg: AutoEncoderConfig, image_size: int) -> nn.Module:
         raise NotImplementedError
