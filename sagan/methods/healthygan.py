@@ -50,6 +50,10 @@ class HealthyGAN(RestorationGAN):
         "demo": {
             **{k: v for k, v in RestorationGAN.PRESETS["demo"].items() if not k.startswith("train.lr_decay")},
             "train.iterations": 300,
+            # HealthyGAN's demo keeps what it had before SAGAN's and Brainomaly's moved (batch 16,
+            # critic lr 2e-4); it shares only their critic's He initialisation
+            "train.batch_size": 16,
+            "model.lr_d": 2e-4,
         },
         # bench: the demo's networks (the preset starts from demo) at a longer budget
         "bench": {"train.iterations": 4000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
