@@ -14,11 +14,9 @@ import time
 
 import numpy as np
 import torch
+from stage_speed import in_memory_method
 
-from sagan.data.loading import TrainingData
 from sagan.methods import method_names
-from sagan.runtime import build_method, resolve_config
-from sagan.trainer import BatchMaker
 
 
 def set_fused(method, fused: bool) -> None:
@@ -29,17 +27,7 @@ def set_fused(method, fused: bool) -> None:
 
 
 def bench(name: str, reps: int, iters: int) -> tuple[float, float]:
-    cfg = resolve_config(name, 0, "demo", None, {})
-    size, batch = cfg.data.image_size, cfg.train.batch_size
-    g = torch.Generator().manual_seed(0)
-    images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8)  # noqa: E731
-    data = TrainingData(
-        None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8)
-    )
-    method = build_method(cfg, torch.device("cpu"))
-    method.train()
-    batches = BatchMaker(data, cfg, torch.device("cpu"), method.transform())
-    rng = torch.Generator().manual_seed(0)
+    _, method, batches, rng = in_memory_method(name, "demo", {}, torch.device("cpu"))
     t = 0
     for _ in range(4):  # warm-up
         method.training_step(batches(t, rng), t, rng)

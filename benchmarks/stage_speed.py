@@ -28,9 +28,11 @@ def stage_starts(method, iterations: int) -> dict[object, int]:
     return starts
 
 
-def bench(name: str, preset: str, batch: int, iters: int, device: torch.device, amp: bool) -> dict:
-    cfg = resolve_config(name, 0, preset, None, {"train.batch_size": batch})
-    size = cfg.data.image_size
+def in_memory_method(name: str, preset: str, overrides: dict, device: torch.device):
+    """(config, method in train mode, the trainer's batches, generator) of a method on random in-memory
+    images of the preset's size: its own training step on the trainer's own batches, no dataset."""
+    cfg = resolve_config(name, 0, preset, None, overrides)
+    size, batch = cfg.data.image_size, cfg.train.batch_size
     g = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
     data = TrainingData(
@@ -39,7 +41,11 @@ def bench(name: str, preset: str, batch: int, iters: int, device: torch.device, 
     method = build_method(cfg, device)
     method.train()
     batches = BatchMaker(data, cfg, device, method.transform())
-    rng = torch.Generator(device=device).manual_seed(0)
+    return cfg, method, batches, torch.Generator(device=device).manual_seed(0)
+
+
+def bench(name: str, preset: str, batch: int, iters: int, device: torch.device, amp: bool) -> dict:
+    cfg, method, batches, rng = in_memory_method(name, preset, {"train.batch_size": batch}, device)
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     result = {}
     for stage, start in stage_starts(method, cfg.train.iterations).items():

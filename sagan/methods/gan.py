@@ -8,15 +8,16 @@ schedule these methods choose in their presets (linear decay over the last half,
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
+from sagan.config import choice
 from sagan.errors import ConfigError
 from sagan.experiments import SEMI_SUPERVISED
 from sagan.losses import anomaly_map, anomaly_score, gradient_penalty, wgan_d_loss
 from sagan.methods.base import Batch, Method, Prediction
-from sagan.models.discriminator import Discriminator
+from sagan.models.discriminator import INITS, Discriminator
 
 
 @dataclass
@@ -26,7 +27,7 @@ class GANConfig:
     d_conv_dim: int = 64  # critic base width
     d_repeat_num: int = 6  # critic stride-2 convs (1x1 output at 64 px)
     # critic initialisation: "default" = PyTorch's (the authors'), "kaiming" = He init for LeakyReLU
-    d_init: str = field(default="default", metadata={"choices": ("default", "kaiming")})
+    d_init: str = choice("default", INITS)
     lr_g: float = 5e-5
     lr_d: float = 5e-5
     beta1: float = 0.5

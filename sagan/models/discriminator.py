@@ -31,9 +31,14 @@ class DownConv(nn.Conv2d):
         return F.linear(x.flatten(1), w, self.bias)[:, :, None, None]  # (B, C_out, 1, 1)
 
 
+INITS = ("default", "kaiming")  # PyTorch's default (the authors'), He init for LeakyReLU(0.01)
+
+
 class Discriminator(nn.Module):
     def __init__(self, conv_dim: int = 64, repeat_num: int = 6, init: str = "default"):
         super().__init__()
+        if init not in INITS:
+            raise ValueError(f"critic init {init!r}: choose one of {', '.join(INITS)}")
         layers: list[nn.Module] = []
         c_in, c_out = 1, conv_dim
         for _ in range(repeat_num):
