@@ -12,7 +12,7 @@ only where the critic reads them), the penalty on x_hat = a*real.data + (1-a)*fa
 gradient's norm as sqrt(sum(g^2)), the critic's parameters still requiring gradients during the
 generator step, three separate generator passes (x_n, x_p, x_u) in the generator step, plain
 (for-loop) Adam, the default allocator and the critic's last conv as a convolution (the project computes
-it as a matrix product: `DownConv`). "project" is the project's own step
+it from the kernel's central taps: `CentralTaps`). "project" is the project's own step
 (`RestorationGAN.training_step`) with its optimisers and `keep_freed_memory`, as the trainer runs it.
 
 Each variant runs in its own child process (so that its peak memory is its own: ru_maxrss on CPU,
@@ -41,7 +41,7 @@ from sagan.data.loading import TrainingData
 from sagan.losses import identity_loss, restoration_loss, wgan_d_loss, wgan_g_loss
 from sagan.methods.base import Batch
 from sagan.methods.gan import RestorationGAN
-from sagan.models.discriminator import DownConv
+from sagan.models.discriminator import CentralTaps
 from sagan.runtime import build_method, keep_freed_memory, resolve_config
 from sagan.trainer import BatchMaker
 
@@ -112,9 +112,9 @@ def run_child(a: argparse.Namespace) -> dict:
         # the generator only: the critic's double backward (the penalty) cannot be compiled
         m.G = torch.compile(m.G, backend=a.compile_backend)
     if a.variant == "authors":
-        for conv in m.D.modules():
-            if isinstance(conv, DownConv):
-                conv.__class__ = torch.nn.Conv2d  # their critic: every layer a convolution (same weights)
+        for i, layer in enumerate(m.D.main):
+            if isinstance(layer, CentralTaps):
+                m.D.main[i] = layer.as_conv()  # their critic: every layer a full 4x4 conv (same map)
         c = m.cfg
         opts = {
             "g": torch.optim.Adam(m.G.parameters(), c.lr_g, (c.beta1, c.beta2)),

@@ -1,4 +1,4 @@
-"""The critic's last conv (2x2 -> 1x1) as a convolution and as `DownConv`'s matrix product, side by side.
+"""The critic's last conv (2x2 -> 1x1) as a convolution and as `CentralTaps`' matrix product, side by side.
 
 Usage: python benchmarks/critic_conv.py [--threads 1] [--repeats 20]
 CPU milliseconds per call (one forward + backward, and the gradient penalty's double backward: the
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from sagan.models.discriminator import DownConv
+from sagan.models.discriminator import CentralTaps
 
 
 def cpu_ms(f, repeats: int) -> float:
@@ -36,9 +36,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for batch, c_in, c_out in ((32, 256, 512), (16, 256, 512), (64, 1024, 2048)):
         torch.manual_seed(0)
-        fast = DownConv(c_in, c_out)
         conv = torch.nn.Conv2d(c_in, c_out, 4, 2, 1)
-        conv.load_state_dict(fast.state_dict())
+        fast = CentralTaps(conv)
         x = torch.randn(batch, c_in, 2, 2, requires_grad=True)
         repeats = a.repeats if c_in < 1024 else max(2, a.repeats // 8)
         row = []

@@ -123,8 +123,9 @@ def test_prediction_shapes_and_ranges(tiny_batches, name):
         # f-AnoGAN critic has 1025 fewer: the biases no gradient reaches (see models/fanogan.py)
         (FAnoGAN, FAnoGANConfig(), {"G": 8_539_329, "D": 7_490_689 - 1025, "E": 8_531_200}),
         (GANomaly, GANomalyConfig(), {"G": 10_723_712, "D": 2_763_520}),
-        # Brainomaly's generator (8,402,304) + the mask channel of the last 7x7 conv (64 * 49)
-        (HealthyGAN, HealthyGANConfig(), {"G": 8_402_304 + 64 * 49, "D": 44_719_040}),
+        # Brainomaly's generator (8,402,304) + the mask channel of the last 7x7 conv (64 * 49); the
+        # StarGAN critic (44,719,040) less its last conv's 12 padding-only taps per kernel (CentralTaps)
+        (HealthyGAN, HealthyGANConfig(), {"G": 8_402_304 + 64 * 49, "D": 44_719_040 - 12 * 1024 * 2048}),
     ],
 )
 def test_parameter_counts_at_64_px(cls, cfg, counts):

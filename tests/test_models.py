@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sagan.models.attention_gate import AttentionGate
-from sagan.models.discriminator import Discriminator, DownConv
+from sagan.models.discriminator import CentralTaps, Discriminator
 from sagan.models.generator import SAGANGenerator, StarGANGenerator
 from sagan.models.position_code import code_bits, from_patches, position_codes, to_patches
 
@@ -19,7 +19,10 @@ AUTHORS_G, AUTHORS_D = 44_758_979, 44_719_040
 
 def test_full_size_parameter_counts_match_authors():
     assert n_params(SAGANGenerator(network="authors")) == AUTHORS_G  # exact
-    assert n_params(Discriminator()) == AUTHORS_D  # exact
+    # the critic in the authors' layout (every layer a full 4x4 conv) is theirs exactly; the project's
+    # last conv keeps only the 2x2 central taps of its 1024 -> 2048 kernel (the other 12 meet padding)
+    assert n_params(Discriminator(image_size=128)) == AUTHORS_D  # 128 px: the last conv sees 4x4
+    assert n_params(Discriminator()) == AUTHORS_D - 12 * 1024 * 2048 == 19_553_216
     # the default network uses the same parameters (the code term moves after the norm)
     assert n_params(SAGANGenerator()) == AUTHORS_G
     # Table 3 variants: without ACM the fusions lose their 3 code channels (3 * (128 + 256 + 512));
@@ -113,31 +116,49 @@ def test_gate_off_is_deterministic_and_gate_on_is_random():
     assert not torch.equal(a, b)
 
 
-@pytest.mark.parametrize("size", [2, 4])
-def test_critic_down_conv_equals_the_conv_in_value_gradient_and_double_backward(size):
-    """DownConv computes the last critic conv (2x2 -> 1x1) as a matrix product of the kernel's central
-    taps; it must be the 4x4 stride-2 conv, including the gradient penalty's double backward."""
+def test_critic_central_taps_equal_the_conv_in_value_gradient_and_double_backward():
+    """CentralTaps computes the last critic conv (2x2 -> 1x1) from the kernel's central taps; it must
+    be the 4x4 stride-2 conv whatever the outer taps hold, including the penalty's double backward,
+    and the conv's outer taps must get a zero gradient (so Adam never moves them)."""
     torch.manual_seed(0)
-    fast = DownConv(16, 32).double()
-    conv = torch.nn.Conv2d(16, 32, 4, 2, 1).double()
-    conv.load_state_dict(fast.state_dict())  # same parameters under the same names
-    x = torch.randn(3, 16, size, size, dtype=torch.float64, requires_grad=True)
+    conv = torch.nn.Conv2d(16, 32, 4, 2, 1).double()  # random outer taps
+    fast = CentralTaps(conv)
+    assert fast.weight.shape == (32, 16, 2, 2) and fast.weight.is_contiguous()
+    x = torch.randn(3, 16, 2, 2, dtype=torch.float64, requires_grad=True)
     out = []
-    for net in (fast, conv):
+    for net in (fast, conv, fast.as_conv()):
         y = net(x)
         (g,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)  # as in the gradient penalty
         (y.sum() + g.pow(2).sum()).backward()
-        out.append((y.detach(), g.detach(), net.weight.grad, net.bias.grad))
-        net.zero_grad()
-    for a, b in zip(*out):
-        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)
-    if size == 2:  # the taps that meet padding get the conv's zero gradient
-        assert out[0][2][:, :, [0, 3]].abs().max() == 0 and out[0][2][:, :, :, [0, 3]].abs().max() == 0
+        w = net.weight.grad if net is fast else net.weight.grad[:, :, 1:3, 1:3]
+        out.append((y.detach(), g.detach(), w, net.bias.grad))
+        if net is conv:
+            assert conv.weight.grad[:, :, [0, 3]].abs().max() == 0
+            assert conv.weight.grad[:, :, :, [0, 3]].abs().max() == 0
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="2x2"):
+        fast(torch.randn(1, 16, 4, 4, dtype=torch.float64))
+
+
+def test_critic_central_taps_keep_the_full_convs_initial_values():
+    """The critic is built (and initialised, default or He) as full convs, then the last one is cut to
+    its central taps: the same random draws, so the same network as before the cut."""
+    for init in ("default", "kaiming"):
+        torch.manual_seed(0)
+        full = Discriminator(8, 5, init, image_size=64)  # 64 px: the last conv sees 2x2 only at 32 px
+        torch.manual_seed(0)
+        cut = Discriminator(8, 5, init, image_size=32)
+        assert isinstance(cut.main[-2], CentralTaps) and not isinstance(full.main[-2], CentralTaps)
+        assert torch.equal(cut.main[-2].weight, full.main[-2].weight[:, :, 1:3, 1:3])
+        x = torch.randn(2, 1, 32, 32)
+        assert torch.allclose(cut(x), full(x), atol=1e-6)
 
 
 def test_critic_state_dict_is_the_plain_conv_critics():
-    d = Discriminator(8, 5)
-    assert all(isinstance(m, torch.nn.Conv2d) for m in d.main[::2])
+    d = Discriminator(8, 5, image_size=32)
+    assert all(isinstance(m, torch.nn.Conv2d) for m in d.main[:-2:2]) and isinstance(d.main[-2], CentralTaps)
     assert [k for k in d.state_dict()] == [
         f"main.{2 * i}.{p}" for i in range(5) for p in ("weight", "bias")
     ] + ["head.weight"]
@@ -157,11 +178,11 @@ def test_critic_starts_nearly_constant_at_default_init_and_not_at_kaiming(size, 
     torch.manual_seed(0)
     x = torch.rand(8, 1, size, size) * 2 - 1
     torch.manual_seed(0)
-    default = input_gradient_norm(Discriminator(width, repeat), x)
+    default = input_gradient_norm(Discriminator(width, repeat, image_size=size), x)
     torch.manual_seed(0)
-    critic = Discriminator(width, repeat, init="kaiming")
+    critic = Discriminator(width, repeat, init="kaiming", image_size=size)
     kaiming = input_gradient_norm(critic, x)
     assert default < 2e-3 and kaiming > 0.05 and kaiming > 50 * default
-    assert all(not m.bias.detach().any() for m in critic.modules() if isinstance(m, DownConv))
+    assert all(not critic.main[i].bias.detach().any() for i in range(0, 2 * repeat, 2))
     # the same modules and names: only the initial values differ
-    assert critic.state_dict().keys() == Discriminator(width, repeat).state_dict().keys()
+    assert critic.state_dict().keys() == Discriminator(width, repeat, image_size=size).state_dict().keys()

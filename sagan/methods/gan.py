@@ -85,7 +85,7 @@ class RestorationGAN(Method):
                 f"model.d_repeat_num={cfg.d_repeat_num} halves {image_size} px below 1 px; "
                 f"use model.d_repeat_num <= {max(1, image_size.bit_length() - 1)}"
             )
-        self.D = Discriminator(cfg.d_conv_dim, cfg.d_repeat_num, cfg.d_init)
+        self.D = Discriminator(cfg.d_conv_dim, cfg.d_repeat_num, cfg.d_init, image_size)
         self.G = self.build_generator()
         betas = (cfg.beta1, cfg.beta2)
         # fused: one kernel per step instead of ~10 passes over every tensor, the same update up to
