@@ -8,7 +8,8 @@ the dataset's labelled validation split every `--every` iterations (`eval.val_ev
 set). Runs that finished are not rerun, so the command can be resumed or extended with more seeds.
 
 Plateau criterion (per method and dataset, on the mean over seeds of the validation AUC): the first
-logged iteration t after which the curve never rises more than `--tol` (0.01) above its value at t.
+logged iteration t after which the curve never rises more than `--tol` (0.01) above its value at t
+(sagan/report/curves.py, which Table 2's "val. curve" column uses too).
 The curve has flattened when t <= 75% of the budget, i.e. at least the last quarter of the run adds
 less than `--tol`; otherwise the table says "rising".
 
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from sagan.report.curves import FLAT_FRACTION, TOL, plateau
 
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
 
@@ -51,13 +54,6 @@ def run_one(work: Path, a: argparse.Namespace, dataset: str, method: str, seed: 
     log = (work / "logs" / f"{dataset}-{method}-{seed}-it{a.iterations}.log").open("w")
     subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
     return str(out), time.perf_counter() - t0
-
-
-def plateau(curve: pd.Series, tol: float) -> int:
-    """First iteration after which the curve never rises more than tol above its value there."""
-    values = curve.to_numpy()
-    later_max = np.maximum.accumulate(values[::-1])[::-1]
-    return int(curve.index[np.argmax(later_max - values <= tol)])
 
 
 def summarize(work: Path, a: argparse.Namespace) -> str:
@@ -89,7 +85,7 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
                         "unfinished"
                         if mean.index[-1] < a.iterations
                         else t
-                        if t <= 0.75 * a.iterations
+                        if t <= FLAT_FRACTION * a.iterations
                         else f"rising ({t})"
                     ),
                     "val AUC there": f"{100 * mean[t]:.1f}",
@@ -120,7 +116,7 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--tol", type=float, default=0.01)
+    p.add_argument("--tol", type=float, default=TOL)
     p.add_argument("--set", dest="sets", action="append", default=[])
     p.add_argument("--summary-only", action="store_true")
     a = p.parse_args()

@@ -286,3 +286,33 @@ def test_bad_metrics_file_names_the_file(tmp_path, capsys):
     assert main(["tables", "--results", str(tmp_path / "bad"), "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert str(run / "metrics.json") in err and "sagan evaluate" in err
+
+
+def test_plateau_criterion_on_closed_form_curves():
+    from sagan.report.curves import flattened, last_quarter_rise, plateau
+
+    its = [100, 200, 300, 400, 500]
+    flat = pd.Series([0.5, 0.6, 0.7, 0.705, 0.708], index=its)  # after 300 under +0.01
+    assert plateau(flat) == 300 and flattened(300, 500)
+    rising = pd.Series([0.5, 0.6, 0.7, 0.8, 0.9], index=its)
+    assert plateau(rising) == 500 and not flattened(500, 500)
+    assert last_quarter_rise(rising, 500) == pytest.approx(10.0)  # 0.8 at 400 (>= 375) -> 0.9
+    peaked = pd.Series([0.5, 0.8, 0.7, 0.6, 0.65], index=its)  # falls after its peak: flat from 200
+    assert plateau(peaked) == 200 and last_quarter_rise(peaked, 500) == pytest.approx(5.0)
+
+
+def test_table2_val_curve_columns_come_from_the_seed_mean_validation_curve(experiment):
+    from sagan.report.curves import FLAT_FRACTION, plateau
+
+    t2 = read(experiment, "table2.csv")
+    for _, row in t2.iterrows():
+        runs = sorted((experiment / f"runs/{row['dataset']}/{row['method']}/ar0.6/default").iterdir())
+        logs = [pd.read_csv(r / "val_log.csv").set_index("iteration")["auc"] for r in runs]
+        mean = pd.concat(logs, axis=1).mean(axis=1)
+        t = plateau(mean)
+        assert row["iterations"] == "200" and row["val_plateau"] == str(t)
+        assert row["val_flat"] == ("1" if t <= FLAT_FRACTION * 200 else "0")
+        tail = mean[mean.index >= 150]
+        assert float(row["val_rise"]) == pytest.approx(100 * (tail.max() - tail.iloc[0]), abs=0.01)
+    md = (experiment / "tables" / "table2.md").read_text()
+    assert "val. curve" in md and ("flat from" in md or "rising (+" in md)

@@ -35,10 +35,12 @@ def fmt(value: float, digits: int = 2) -> str:
 
 def to_csv(df: pd.DataFrame) -> str:
     """CSV with percentages (means, stds, interval ends, the SAGAN paper's and other papers' values) at
-    two decimals and p-values at four (empty where unknown)."""
+    two decimals and p-values at four, iterations as integers (empty where unknown)."""
     out = df.copy()
     for col in out.columns:
-        if col.endswith(("_mean", "_std", "_low", "_high")) or col.startswith(("paper_", "ref_")):
+        if col in ("iterations", "val_plateau", "val_flat"):
+            out[col] = ["" if math.isnan(v) else str(int(v)) for v in out[col]]
+        elif col.endswith(("_mean", "_std", "_low", "_high", "_rise")) or col.startswith(("paper_", "ref_")):
             out[col] = [fmt(v) for v in out[col]]
         elif col.endswith("_p"):
             out[col] = [fmt(v, 4) for v in out[col]]

@@ -19,7 +19,7 @@ DATASET_LABELS = {"rsna": "RSNA", "vindr": "VinDr-CXR", "lag": "LAG"}
 LOCALIZATION_COLUMNS = ["pixel_auroc", "aupro", "pointing_game", "best_dice"]  # fractions; NaN = n/a
 RUN_COLUMNS = [
     "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "network",
-    "selection", "ap", "auc", "score", *LOCALIZATION_COLUMNS, "ground_truth",
+    "selection", "iteration", "ap", "auc", "score", *LOCALIZATION_COLUMNS, "ground_truth",
 ]  # fmt: skip
 MAIN_SCORE = "score"  # the scores.csv column of a method's registered score
 
@@ -67,6 +67,7 @@ def run_rows(path: Path) -> list[dict]:
         "use_arrm": model.get("use_arrm"),
         "network": model.get("network") or "",
         "selection": str(m.get("selection", "last")),
+        "iteration": number(m.get("iteration")),  # the evaluated checkpoint's
         "ap": float(m["ap"]),
         "auc": float(m["auc"]),
         "score": MAIN_SCORE,

@@ -24,10 +24,12 @@ from sagan.atomic import write_atomic
 from sagan.errors import DatasetError
 from sagan.experiments import MAIN_AR, TABLE3_ROWS
 from sagan.report import other_papers as refs
+from sagan.report.curves import CURVE_NOTE, curve_columns, curve_text
 from sagan.report.localization_table import TABLE_LOC_COLUMNS, build_table_loc, view_table_loc
 from sagan.report.markup import RENDERERS, Cell, TableView, fmt, ranks, to_csv
 from sagan.report.runs import (
     LOCALIZATION_COLUMNS,
+    MAIN_SCORE,
     ar_label,
     ar_sort_key,
     dataset_label,
@@ -44,11 +46,12 @@ from sagan.report.uncertainty import INTERVAL_COLUMNS, P_COLUMNS, add_p_columns,
 log = logging.getLogger(__name__)
 
 STATS_COLUMNS = [*INTERVAL_COLUMNS, *P_COLUMNS]  # sagan/report/uncertainty.py
+CURVE_COLUMNS = ["val_plateau", "val_flat", "val_rise"]  # sagan/report/curves.py
 TABLE_COLUMNS = {
     "table1": ["dataset", "train_normal", "unlabeled_total", "unlabeled_normal", "unlabeled_abnormal",
                "test_normal", "test_abnormal"],
     "table2": ["group", "method", "dataset", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS,
-               "n_seeds", "paper_ap", "paper_auc", "selection"],
+               "n_seeds", "paper_ap", "paper_auc", "selection", "iterations", *CURVE_COLUMNS],
     "table3": ["variant", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "paper_ap",
                "paper_auc", "dataset", "network", "selection"],
     "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "dataset",
@@ -104,9 +107,13 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     rows, parts = [], []
     for (group, method, dataset), part in sel.groupby(["group", "method", "dataset"]):
         ref = known.get(dataset, {}).get(method, {})
+        score = part["score"].iat[0]
+        budget = float(part["iteration"].max())  # the runs' last iteration (selection "last")
         rows.append(
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
              "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan),
+             "iterations": budget,
+             **curve_columns(list(part["run"]), "auc" if score == MAIN_SCORE else f"{score}_auc", budget),
              **refs.table2_values(OTHER_PAPERS, dataset, method)}
         )  # fmt: skip
         parts.append(part)
@@ -247,12 +254,15 @@ def view_table2(df: pd.DataFrame) -> TableView:
     with_paper = [
         d for d in datasets if df.loc[df["dataset"] == d, ["paper_ap", "paper_auc"]].notna().any().any()
     ]
+    with_curves = [d for d in datasets if df.loc[df["dataset"] == d, "val_plateau"].notna().any()]
     cells = ranked_cells(df, ["group", "dataset"])
     other = OTHER_PAPERS
     ref_columns = {d: refs.table2_header_cells(other, df, d, dataset_label(d)) for d in datasets}
     header = ["Group", "Method"]
     for d in datasets:
         header += [f"{dataset_label(d)} AP", f"{dataset_label(d)} AUC"]
+        if d in with_curves:
+            header.append(f"{dataset_label(d)} val. curve")
         if d in with_paper:
             header += [f"{dataset_label(d)} AP (paper)", f"{dataset_label(d)} AUC (paper)"]
         header += [h for _, h, _ in ref_columns[d]]  # other papers' values, in their own columns
@@ -262,6 +272,8 @@ def view_table2(df: pd.DataFrame) -> TableView:
         for d in datasets:
             hit = part.index[part["dataset"] == d]
             row += [cells[(hit[0], "ap")], cells[(hit[0], "auc")]] if len(hit) else [Cell("–"), Cell("–")]
+            if d in with_curves:
+                row.append(Cell(curve_text(part.loc[hit[0]]) if len(hit) else "–"))
             if d in with_paper:
                 row += [
                     Cell(fmt(part.at[hit[0], c]) or "–") if len(hit) else Cell("–")
@@ -280,7 +292,8 @@ def view_table2(df: pd.DataFrame) -> TableView:
         header,
         rows,
         ["Best in each group and dataset in bold, second underlined. (paper) = value stated in the paper.",
-         STATS_NOTE, *refs.sources_note(other, shown), *selection_note(df)],
+         STATS_NOTE, *refs.sources_note(other, shown), *selection_note(df),
+         *([CURVE_NOTE] if with_curves else [])],
     )  # fmt: skip
 
 

@@ -1,0 +1,79 @@
+"""Where a validation curve flattens: the convergence criterion of Table 2's rows and of the study in
+benchmarks/convergence.py (issue 12).
+
+On the seed-mean validation AUC of a row (val_log.csv, `eval.val_every`; the test set is never used):
+the plateau is the first logged iteration t after which the curve never rises more than TOL (0.01)
+above its value at t. The curve has flattened when t <= 75% of the budget (the last quarter adds less
+than TOL); otherwise it is still rising, and its rise, the seed-mean validation AUC gained over the
+budget's last quarter (in points), says how far it is from flat.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TOL = 0.01  # AUC: one point
+FLAT_FRACTION = 0.75  # flattened when the plateau is at most this fraction of the budget
+CURVE_NOTE = (
+    "val. curve: the seed-mean validation AUC (validation split, never the test set); 'flat from t' = "
+    f"after iteration t it never rises more than {100 * TOL:g} point above its value at t, with t at most "
+    f"{100 * FLAT_FRACTION:g}% of the budget; otherwise 'rising', with the most points it gains over the "
+    "budget's last quarter."
+)
+
+
+def plateau(curve: pd.Series, tol: float = TOL) -> int:
+    """First iteration after which the curve never rises more than tol above its value there."""
+    values = curve.to_numpy()
+    later_max = np.maximum.accumulate(values[::-1])[::-1]
+    return int(curve.index[np.argmax(later_max - values <= tol)])
+
+
+def flattened(t: int, budget: int) -> bool:
+    return t <= FLAT_FRACTION * budget
+
+
+def last_quarter_rise(curve: pd.Series, budget: int) -> float:
+    """Points of AUC the curve gains at most over the budget's last quarter: the highest value after
+    the first logged iteration at or after 75% of the budget, less the value there (>= 0)."""
+    tail = curve[curve.index >= FLAT_FRACTION * budget]
+    return float(100 * (tail.max() - tail.iloc[0])) if len(tail) else 0.0
+
+
+def seed_mean(runs: list[str], column: str) -> pd.Series | None:
+    """Mean over the runs' val_log.csv of one column, by iteration (None when no run logged it)."""
+    frames = []
+    for run in runs:
+        path = Path(run) / "val_log.csv"
+        if path.is_file():
+            log = pd.read_csv(path).set_index("iteration")
+            if column in log.columns:
+                frames.append(log[column])
+    return pd.concat(frames, axis=1).mean(axis=1) if frames else None
+
+
+def curve_columns(runs: list[str], column: str, budget: float) -> dict[str, float]:
+    """Table 2's curve columns of one row: val_plateau (iteration), val_flat (1/0), val_rise (points);
+    NaN without validation logs."""
+    curve = seed_mean(runs, column)
+    if curve is None or not len(curve) or math.isnan(budget):
+        return {"val_plateau": math.nan, "val_flat": math.nan, "val_rise": math.nan}
+    t = plateau(curve)
+    return {
+        "val_plateau": float(t),
+        "val_flat": float(flattened(t, int(budget))),
+        "val_rise": last_quarter_rise(curve, int(budget)),
+    }
+
+
+def curve_text(row: pd.Series) -> str:
+    """'flat from 320' or 'rising (+3.1)'; '–' without validation logs."""
+    if pd.isna(row.get("val_plateau")):
+        return "–"
+    if row["val_flat"]:
+        return f"flat from {int(row['val_plateau'])}"
+    return f"rising ({row['val_rise']:+.1f})"
