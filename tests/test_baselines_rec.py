@@ -17,11 +17,13 @@ from torch import nn
 import sagan
 from sagan.config import validate_model
 from sagan.errors import ConfigError
+from sagan.methods import ddad as ddad_module
 from sagan.methods import get_method, method_names
 from sagan.methods.base import Batch
 from sagan.methods.ddad import DDAD, DDADConfig, discrepancies
 from sagan.methods.nsa import PatchSegmentation
 from sagan.models.autoencoder import AutoEncoder
+from sagan.models.ensemble import ensemble_forward
 from sagan.models.memae import Memory, addressing_entropy
 from sagan.runtime import resolve_config
 from sagan.trainer import train
@@ -160,25 +162,49 @@ def test_ddad_has_k_networks_per_module_and_k_is_part_of_the_state():
         validate_model(DDADConfig(ensemble_size=1))
 
 
-def test_ddad_modules_train_on_their_own_data():
+def test_ddad_modules_train_on_their_own_data(monkeypatch):
     """Module B sees only the labelled normals; module A two batches, each half normal, half unlabelled."""
     m = build("ddad", ensemble_size=2)
     m.train()
-    seen: dict[str, list[torch.Tensor]] = {}
-    for module in ("module_a", "module_b"):
-        for i, net in enumerate(getattr(m, module)):
-            seen[f"{module}{i}"] = []
-            net.register_forward_pre_hook(lambda _, inp, key=f"{module}{i}": seen[key].append(inp[0].clone()))
+    seen: dict[str, list[torch.Tensor]] = {"module_a": [], "module_b": []}
+    names = {id(m.module_a): "module_a", id(m.module_b): "module_b"}
+
+    def recording(nets, x):  # every network of a module reads the same input (one grouped forward)
+        seen[names[id(nets)]].append(x.clone())
+        return ensemble_forward(nets, x)
+
+    monkeypatch.setattr(ddad_module, "ensemble_forward", recording)
     normal, unlabeled = phantoms(8, 32, 5), phantoms(8, 32, 6)
     m.training_step(Batch(normal, unlabeled, None, None), 0, torch.Generator())
-    for i in range(2):
-        assert len(seen[f"module_b{i}"]) == 1 and torch.equal(seen[f"module_b{i}"][0], normal)
-        a = seen[f"module_a{i}"]
-        assert [len(x) for x in a] == [8, 8]
-        assert torch.equal(a[0], torch.cat([normal[:4], unlabeled[:4]]))
-        assert torch.equal(a[1], torch.cat([normal[4:], unlabeled[4:]]))
+    assert len(seen["module_b"]) == 1 and torch.equal(seen["module_b"][0], normal)
+    a = seen["module_a"]
+    assert [len(x) for x in a] == [8, 8]
+    assert torch.equal(a[0], torch.cat([normal[:4], unlabeled[:4]]))
+    assert torch.equal(a[1], torch.cat([normal[4:], unlabeled[4:]]))
     with pytest.raises(ConfigError, match="unlabelled"):
         m.training_step(Batch(normal, None, None, None), 1, torch.Generator())
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_ddad_grouped_ensemble_equals_one_forward_per_network(mode):
+    """The K AEs as one grouped network: each network's output, gradient and batch-norm running
+    statistics as its own forward gives them (float64)."""
+    torch.manual_seed(0)
+    nets = nn.ModuleList(AutoEncoder(32, 8, 16, 4) for _ in range(3)).double()
+    twin = nn.ModuleList(AutoEncoder(32, 8, 16, 4) for _ in range(3)).double()
+    twin.load_state_dict(nets.state_dict())
+    getattr(nets, mode)(), getattr(twin, mode)()
+    x = torch.randn(5, 1, 32, 32, dtype=torch.float64)
+    grouped, alone = ensemble_forward(nets, x), torch.stack([net(x) for net in twin], dim=1)
+    assert grouped.shape == (5, 3, 1, 32, 32)
+    torch.testing.assert_close(grouped, alone, rtol=1e-12, atol=1e-12)
+    (grouped.square().sum() + grouped[:, 1].sum()).backward()
+    (alone.square().sum() + alone[:, 1].sum()).backward()
+    for p, q in zip(nets.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12)
+    for (name, p), q in zip(nets.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.equal(p, q) if "num_batches" in name else torch.allclose(p, q, rtol=1e-12, atol=1e-15)
+    assert int(nets[2].encoder[1][1].num_batches_tracked) == (1 if mode == "train" else 0)
 
 
 class Fixed(nn.Module):

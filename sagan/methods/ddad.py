@@ -30,6 +30,7 @@ from sagan.methods import register
 from sagan.methods.base import Batch, Method, Prediction
 from sagan.methods.reconstruction import PAPER_BUDGET, check_image_size
 from sagan.models.autoencoder import AutoEncoder
+from sagan.models.ensemble import ensemble_forward
 
 
 @dataclass
@@ -46,11 +47,12 @@ class DDADConfig:
 
 def ensemble_loss(nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
     """Sum over the networks of each one's mean squared error: each gets exactly its own gradient."""
-    return torch.stack([((net(x) - x) ** 2).mean() for net in nets]).sum()
+    return ((reconstructions(nets, x) - x[:, None]) ** 2).mean(dim=(0, 2, 3, 4)).sum()
 
 
 def reconstructions(nets: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    return torch.stack([net(x) for net in nets], dim=1)  # (B, K, 1, H, W)
+    """(B, K, 1, H, W); the K AEs as one grouped network (sagan/models/ensemble.py)."""
+    return ensemble_forward(nets, x)
 
 
 def discrepancies(rec_a: torch.Tensor, rec_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,8 +4,9 @@ benchmarks/convergence.py (issue 12).
 On the seed-mean validation AUC of a row (val_log.csv, `eval.val_every`; the test set is never used):
 the plateau is the first logged iteration t after which the curve never rises more than TOL (0.01)
 above its value at t. The curve has flattened when t <= 75% of the budget (the last quarter adds less
-than TOL); otherwise it is still rising, and its rise, the seed-mean validation AUC gained over the
-budget's last quarter (in points), says how far it is from flat.
+than TOL); otherwise it is still rising, and its rise says how far it is from flat: the most the
+curve gains over the budget's last quarter (its highest value there less its value at the last logged
+iteration within 75% of the budget, in points; more than TOL whenever the curve has not flattened).
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ def flattened(t: int, budget: int) -> bool:
 
 
 def last_quarter_rise(curve: pd.Series, budget: int) -> float:
-    """Points of AUC the curve gains at most over the budget's last quarter: the highest value after
-    the first logged iteration at or after 75% of the budget, less the value there (>= 0)."""
-    tail = curve[curve.index >= FLAT_FRACTION * budget]
-    return float(100 * (tail.max() - tail.iloc[0])) if len(tail) else 0.0
+    """Points of AUC the curve gains at most over the budget's last quarter: its highest value after
+    the last logged iteration within 75% of the budget, less its value there (>= 0; 0 when nothing is
+    logged on one side). A curve that has not flattened gains more than TOL by this measure."""
+    head = curve[curve.index <= FLAT_FRACTION * budget]
+    tail = curve[curve.index > FLAT_FRACTION * budget]
+    return float(max(0.0, 100 * (tail.max() - head.iloc[-1]))) if len(head) and len(tail) else 0.0
 
 
 def seed_mean(runs: list[str], column: str) -> pd.Series | None:

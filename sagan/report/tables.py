@@ -108,7 +108,8 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
     for (group, method, dataset), part in sel.groupby(["group", "method", "dataset"]):
         ref = known.get(dataset, {}).get(method, {})
         score = part["score"].iat[0]
-        budget = float(part["iteration"].max())  # the runs' last iteration (selection "last")
+        # the budget: the evaluated checkpoint is the last one (a test-oracle's is not: unknown here)
+        budget = float(part["iteration"].max()) if set(part["selection"]) == {"last"} else math.nan
         rows.append(
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
              "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan),
