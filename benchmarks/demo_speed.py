@@ -3,9 +3,11 @@
 Usage:
     git archive 5c03a60 | (mkdir -p /tmp/ref && tar -x -C /tmp/ref)   # or: git worktree add /tmp/ref 5c03a60
     python benchmarks/demo_speed.py --ref /tmp/ref [--rounds 3] [--iters 10]
+    python benchmarks/demo_speed.py --ref /tmp/ref --methods sagan,ddad [--iters 20]   # own demo presets
 
 Each measurement is a child process that runs one code version (PYTHONPATH = its checkout): the
-demo preset (32 px, batch 16, one thread, as the demo's jobs run), random images, the trainer's
+demo preset (32 px, batch 16, one thread, as the demo's jobs run; with `--methods`, each method's
+own demo preset, batch included, and no matrix total), random images, the trainer's
 per-iteration work (learning-rate schedule, batch with the method's transform, the method's step,
 the finite-loss check), 2 warm-up iterations, then `--iters` timed ones. The two versions alternate
 (ABBA across rounds) and the medians are reported, in wall seconds and in CPU seconds of the child
@@ -60,8 +62,9 @@ try:
 except ImportError:  # the reference commit
     from sagan.config import resolve_config
     build_method = tr.build_method
-method, overrides, iters = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-cfg = resolve_config(method, 0, "demo", None, {"train.batch_size": 16, "train.iterations": 160, **overrides})
+method, overrides, iters, own = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "own"
+base = {} if own else {"train.batch_size": 16, "train.iterations": 160}  # own: the method's demo preset
+cfg = resolve_config(method, 0, "demo", None, {**base, **overrides})
 size, b, dev = cfg.data.image_size, cfg.train.batch_size, torch.device("cpu")
 g = torch.Generator().manual_seed(0)
 images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8)
@@ -111,7 +114,12 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=10, help="timed iterations per child (even: D and G steps)")
     p.add_argument("--matrix-iterations", type=int, default=160)
     p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.add_argument(
+        "--methods", default=None, help="these methods at their own demo preset instead (no matrix total)"
+    )
     a = p.parse_args()
+    configs = [(m, m, {}, 0) for m in a.methods.split(",")] if a.methods else CONFIGS
+    mode = "own" if a.methods else "matrix"
     codes = {"ref": Path(a.ref).resolve(), "new": ROOT}
     steps: dict[tuple[str, str], dict[str, list[float]]] = {}
     starts: dict[tuple[str, str], list[float]] = {}
@@ -121,9 +129,10 @@ def main() -> None:
             wall, cpu, _ = child(codes[version], ["-c", START])
             starts.setdefault((version, "wall"), []).append(wall)
             starts.setdefault((version, "cpu"), []).append(cpu)
-        for label, method, overrides, _ in CONFIGS:
+        for label, method, overrides, _ in configs:
             for version in order:
-                _, _, out = child(codes[version], ["-c", CHILD, method, json.dumps(overrides), str(a.iters)])
+                args = ["-c", CHILD, method, json.dumps(overrides), str(a.iters), mode]
+                _, _, out = child(codes[version], args)
                 got = json.loads(out.strip().splitlines()[-1])
                 for kind, value in got.items():
                     steps.setdefault((label, version), {}).setdefault(kind, []).append(value)
@@ -136,12 +145,14 @@ def main() -> None:
         "| configuration | runs | ref s/it wall | new s/it wall | ratio | ref s/it CPU | new s/it CPU | ratio |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for label, _, _, runs in CONFIGS:
+    for label, _, _, runs in configs:
         ref, new = med[(label, "ref")], med[(label, "new")]
         print(
-            f"| {label} | {runs} | {ref['wall']:.4f} | {new['wall']:.4f} | {ref['wall'] / new['wall']:.2f} "
+            f"| {label} | {runs or '–'} | {ref['wall']:.4f} | {new['wall']:.4f} | {ref['wall'] / new['wall']:.2f} "
             f"| {ref['cpu']:.4f} | {new['cpu']:.4f} | {ref['cpu'] / new['cpu']:.2f} |"
         )
+    if a.methods:
+        return
     n_runs = sum(c[3] for c in CONFIGS)
     totals = {}
     for kind in ("wall", "cpu"):

@@ -37,7 +37,9 @@ def job_times(results: Path) -> pd.DataFrame:
     for path in sorted((results / "benchmarks" / "run").glob("*/*/**/*.tsv")):
         dataset, method = path.relative_to(results / "benchmarks" / "run").parts[:2]
         bench = pd.read_csv(path, sep="\t")
-        rows.append({"dataset": dataset, "method": method, "wall": bench["s"].sum(), "cpu": bench["cpu_time"].sum()})
+        rows.append(
+            {"dataset": dataset, "method": method, "wall": bench["s"].sum(), "cpu": bench["cpu_time"].sum()}
+        )
     return pd.DataFrame(rows, columns=["dataset", "method", "wall", "cpu"])
 
 
@@ -54,11 +56,16 @@ def report(results: Path) -> str:
             hit = part[part["dataset"] == d]
             r = hit.iloc[0] if len(hit) else None
             cells.append(
-                "–" if r is None else f"{r['auc_mean']:.1f} ± {r['auc_std']:.1f} / {r['ap_mean']:.1f} ({curve_text(r)})"
+                "–"
+                if r is None
+                else f"{r['auc_mean']:.1f} ± {r['auc_std']:.1f} / {r['ap_mean']:.1f} ({curve_text(r)})"
             )
         base = method.split("-")[0] if method not in times.index else method  # ddad-intra: ddad's runs
-        wall, cpu = (times.loc[base] if base in times.index else (float("nan"), float("nan")))
-        cells += [f"{wall:.0f}" if method == base else "(the same runs)", f"{cpu:.0f}" if method == base else ""]
+        wall, cpu = times.loc[base] if base in times.index else (float("nan"), float("nan"))
+        cells += [
+            f"{wall:.0f}" if method == base else "(the same runs)",
+            f"{cpu:.0f}" if method == base else "",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     total = times.sum()
     lines += ["", f"run jobs in all: {total['wall']:.0f} s of job wall, {total['cpu']:.0f} CPU s"]
