@@ -29,3 +29,33 @@ def test_gpu_check_dry_writes_one_result_per_step(tmp_path):
     for r in rows:
         assert r["device"] == "cpu" and r["batch"] == 4
         assert len(r["iteration_s"]) >= 3 and math.isfinite(r["s_per_it"]) and r["peak_rss_GiB"] > 0
+
+
+def test_synthetic_quality_reports_a_finished_experiment(tmp_path):
+    """`synthetic_quality.py --results`: per method its Table 2 AUC/AP and curve state on each synthetic
+    set and the job wall of its run jobs (Snakemake's benchmark files), without training."""
+    from tests.run_fakes import make_experiment
+
+    root = make_experiment(
+        tmp_path / "demo",
+        datasets=("synth-rsna",),
+        methods=("ae", "ddad"),
+        seeds=(0, 1),
+        table3=None,
+        table4=None,
+    )
+    for method, wall in (("ae", 12.4), ("ddad", 30.0)):
+        tsv = root / "benchmarks" / "run" / "synth-rsna" / method / "ar0.6" / "default.tsv"
+        tsv.parent.mkdir(parents=True)
+        tsv.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{wall}\t0:00:12\t100\t{wall - 2}\n")
+    out = subprocess.run(
+        ["python", str(ROOT / "benchmarks" / "synthetic_quality.py"), "--results", str(root)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout  # fmt: skip
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"ae", "ddad", "ddad-intra"}
+    assert rows["ae"].endswith("| 12 | 10 |") and rows["ddad"].endswith("| 30 | 28 |")
+    assert "(the same runs)" in rows["ddad-intra"] and (
+        "flat from" in rows["ae"] or "rising (+" in rows["ae"]
+    )
+    assert "42 s of job wall, 38 CPU s" in out

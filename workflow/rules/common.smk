@@ -127,20 +127,6 @@ def job_runtime(wildcards, attempt):
     return JOBS["run"].get("runtime", 60) * (len(SEEDS) if SEEDS_IN_ONE_JOB else 1)
 
 
-# The order in which the run jobs start (nothing else): the heaviest methods first, so that on a few
-# cores the long row jobs start early and the short ones fill the end instead of one long job running
-# alone (the demo's job wall per method, benchmarks/RESULTS.md). Methods not listed start after these.
-HEAVIEST_FIRST = [
-    "fanogan", "sagan", "ddad", "brainomaly", "healthygan", "amae",
-    "cutpaste", "pii", "nsa-fpi", "ganomaly", "ae", "memae",
-]  # fmt: skip
-
-
-def run_priority(wildcards):
-    m = wildcards.method
-    return len(HEAVIEST_FIRST) - HEAVIEST_FIRST.index(m) if m in HEAVIEST_FIRST else 0
-
-
 def run_files(name):
     return [f"{RUN.format(dataset=d, method=m, ar=a, variant=v, seed=s)}/{name}" for d, m, a, v, s in MATRIX]
 

@@ -39,7 +39,6 @@ rule run:
         maps=config["maps"],
         code=lambda w: code("run", w.method),
     threads: JOBS["run"]["threads"]
-    priority: run_priority
     resources:
         **job_resources("run"),
     conda:
