@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sagan.report.curves import FLAT_FRACTION, TOL, plateau
+from sagan.report.curves import FLAT_FRACTION, TOL, plateau, seed_mean
 
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
 
@@ -64,10 +64,7 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
             runs = [r for r in runs if (r / "val_log.csv").is_file()]  # unfinished runs: curve so far
             if not runs:
                 continue
-            logs = pd.concat(
-                [pd.read_csv(r / "val_log.csv").set_index("iteration")["auc"] for r in runs], axis=1
-            )
-            mean = logs.mean(axis=1)
+            mean = seed_mean([str(r) for r in runs], "auc")
             curves[(dataset, method)] = mean
             t = plateau(mean, a.tol)
             test = [

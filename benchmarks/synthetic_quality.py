@@ -60,12 +60,10 @@ def report(results: Path) -> str:
                 if r is None
                 else f"{r['auc_mean']:.1f} ± {r['auc_std']:.1f} / {r['ap_mean']:.1f} ({curve_text(r)})"
             )
-        base = method.split("-")[0] if method not in times.index else method  # ddad-intra: ddad's runs
-        wall, cpu = times.loc[base] if base in times.index else (float("nan"), float("nan"))
-        cells += [
-            f"{wall:.0f}" if method == base else "(the same runs)",
-            f"{cpu:.0f}" if method == base else "",
-        ]
+        if method in times.index:
+            cells += [f"{times.at[method, 'wall']:.0f}", f"{times.at[method, 'cpu']:.0f}"]
+        else:  # an extra score (ddad-intra): a row of its method's runs, which have no jobs of their own
+            cells += ["(the same runs)", ""]
         lines.append("| " + " | ".join(cells) + " |")
     total = times.sum()
     lines += ["", f"run jobs in all: {total['wall']:.0f} s of job wall, {total['cpu']:.0f} CPU s"]

@@ -9,7 +9,8 @@ networks' own (their state dicts, optimisers and initial values are unchanged): 
 concatenated on the fly, so each network gets exactly its own gradient, and in training mode each
 network's batch-norm running statistics are updated as its own forward would. Equal to the per-network
 forward in real arithmetic (float32 sums run in another order; tests/test_baselines_rec.py compares
-both in float64). At the demo's size it is about 1.5x faster on one CPU thread (fewer, larger ops).
+both in float64). A demo DDAD iteration is 1.27x faster on one CPU thread (fewer, larger ops;
+benchmarks/RESULTS.md, "2026-12-02").
 """
 
 from __future__ import annotations
