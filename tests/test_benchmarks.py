@@ -59,3 +59,17 @@ def test_synthetic_quality_reports_a_finished_experiment(tmp_path):
         "flat from" in rows["ae"] or "rising (+" in rows["ae"]
     )
     assert "42 s of job wall, 38 CPU s" in out
+
+
+def test_seed_batching_times_the_same_work_it_compares(tmp_path):
+    """`seed_batching.py`: every conv call of a real training step (convs and transposed convs), timed as
+    one, three and one grouped call; the script itself checks that the grouped call computes the three
+    networks' outputs (a grouped layout that silently computed something else would fail here)."""
+    out = subprocess.run(
+        ["python", str(ROOT / "benchmarks" / "seed_batching.py"), "--methods", "ae", "--repeats", "1"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    ).stdout  # fmt: skip
+    (row,) = [line for line in out.splitlines() if line.startswith("| ae |")]
+    calls, *ms, ratio, _ = (float(c) for c in row.strip("| ").split(" | ")[1:])
+    assert calls == 8  # the AE's four convs and four transposed convs, once each per step
+    assert all(v > 0 for v in ms) and ratio > 0
