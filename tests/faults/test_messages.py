@@ -151,14 +151,21 @@ def test_an_interrupt_is_one_line(data, tmp_path):
     run = tmp_path / "run"
     argv = train_argv(data, run, iters=10**6, **{"train.checkpoint_every": 10**6})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Ctrl-C at a terminal: SIGINT at its default disposition. A shell that starts the test suite in the
+    # background (`nohup pytest &`) hands its children SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the child would train its 10**6 iterations and the test would hang.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sagan.cli", *argv], env=env, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "sagan.cli", *argv], env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     while not (run / "config.yaml").exists():  # saved as training starts
         assert proc.poll() is None, proc.stderr.read()[-2000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
-    err = proc.communicate()[1]
+    try:
+        err = proc.communicate(timeout=300)[1]
+    finally:
+        proc.kill()  # no-op once it has exited; never leaves a training process behind
     assert proc.returncode == 130 and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("sagan ")] == [
         "sagan train: interrupted; run the same command again to go on"
