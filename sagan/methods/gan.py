@@ -74,8 +74,9 @@ class RestorationGAN(Method):
             "model.lr_g": 2e-4,
             "model.lr_d": 5e-5,
         },
-        # bench: the demo's networks (the preset starts from demo) at a longer budget
-        "bench": {"train.iterations": 4000},  # PLACEHOLDER: the convergence study sets it (config/bench.yaml)
+        # bench (SAGAN; Brainomaly has its own): the demo's networks; SAGAN's curves flatten at 600
+        # (synth-vindr) and 900 (synth-rsna) of 1200, 3 seeds (benchmarks/RESULTS.md, "The bench budgets")
+        "bench": {"train.iterations": 1200},
     }
 
     def __init__(self, cfg: GANConfig, image_size: int, iterations: int):
