@@ -13,7 +13,9 @@ weight gradients) in CPU ms, side by side in one process:
   grouped the three as one grouped call (inputs side by side in channels, weights stacked, groups x 3);
   batch   one weight on the three inputs stacked in the batch (not possible for three seeds: their
           weights differ; it shows how much of a call's cost is the weight's rather than the batch's).
-Summed over the step's calls (each weighted by how often the step makes it). benchmarks/RESULTS.md,
+Summed over the step's calls (each weighted by how often the step makes it). The critic's last layer
+(`CentralTaps`, a matrix product, not a conv) and the gradient penalty's double backward are not in
+these sums. benchmarks/RESULTS.md,
 "Three seeds as one network", has the figures.
 """
 
