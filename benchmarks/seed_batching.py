@@ -15,8 +15,7 @@ weight gradients) in CPU ms, side by side in one process:
           weights differ; it shows how much of a call's cost is the weight's rather than the batch's).
 Summed over the step's calls (each weighted by how often the step makes it). The critic's last layer
 (`CentralTaps`, a matrix product, not a conv) and the gradient penalty's double backward are not in
-these sums. benchmarks/RESULTS.md,
-"Three seeds as one network", has the figures.
+these sums. benchmarks/RESULTS.md, "Three seeds as one network", has the figures.
 """
 
 from __future__ import annotations
@@ -25,29 +24,15 @@ import argparse
 import time
 from collections import Counter
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from stage_speed import in_memory_method
 from torch import nn
-
-from sagan.data.loading import TrainingData
-from sagan.runtime import build_method, resolve_config
-from sagan.trainer import BatchMaker
 
 
 def conv_calls(method: str) -> Counter:
     """(module, input shape) -> calls per training step, over one full D + G cycle of the demo preset."""
-    cfg = resolve_config(method, 0, "demo", None, {})
-    size, batch = cfg.data.image_size, cfg.train.batch_size
-    g = torch.Generator().manual_seed(0)
-    images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8)  # noqa: E731
-    data = TrainingData(
-        None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8)
-    )
-    m = build_method(cfg, torch.device("cpu"))
-    m.train()
-    rng = torch.Generator().manual_seed(0)
-    batches = BatchMaker(data, cfg, torch.device("cpu"), m.transform())
+    cfg, m, batches, rng = in_memory_method(method, "demo", {}, torch.device("cpu"))
     calls: Counter = Counter()
     hooks = [
         mod.register_forward_hook(lambda mod, args, out: calls.update([(mod, tuple(args[0].shape))]))

@@ -13,13 +13,10 @@ import resource
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
+from stage_speed import in_memory_method
 
-from sagan.data.loading import TrainingData
 from sagan.methods import method_names
-from sagan.runtime import build_method, resolve_config
-from sagan.trainer import BatchMaker
 
 
 def bench(
@@ -32,17 +29,10 @@ def bench(
     overrides: dict | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict:
-    cfg = resolve_config(method, 0, preset, None, {**(overrides or {}), "train.batch_size": batch})
-    size = cfg.data.image_size
-    g = torch.Generator().manual_seed(0)
-    images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
-    data = TrainingData(
-        None, images(4 * batch), images(4 * batch), {}, images(8), np.zeros(8), [], np.arange(8)
+    cfg, m, batches, rng = in_memory_method(
+        method, preset, {**(overrides or {}), "train.batch_size": batch}, device
     )
-    m = build_method(cfg, device)
-    m.train()
-    rng = torch.Generator(device=device).manual_seed(0)
-    batches = BatchMaker(data, cfg, device, m.transform())
+    size = cfg.data.image_size
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     n_critic = getattr(cfg.model, "n_critic", 1)
     warm = n_critic  # one full D+G cycle before timing

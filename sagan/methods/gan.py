@@ -74,9 +74,7 @@ class RestorationGAN(Method):
             "model.lr_g": 2e-4,
             "model.lr_d": 5e-5,
         },
-        # bench (SAGAN; Brainomaly has its own): the demo's networks; SAGAN's curves flatten at 600
-        # (synth-vindr) and 900 (synth-rsna) of 1200, 3 seeds (benchmarks/RESULTS.md, "The bench budgets")
-        "bench": {"train.iterations": 1200},
+        # bench: each method's own (SAGAN, Brainomaly, HealthyGAN), from its convergence study
     }
 
     def __init__(self, cfg: GANConfig, image_size: int, iterations: int):
