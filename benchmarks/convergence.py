@@ -11,7 +11,8 @@ Plateau criterion (per method and dataset, on the mean over seeds of the validat
 logged iteration t after which the curve never rises more than `--tol` (0.01) above its value at t
 (sagan/report/curves.py, which Table 2's "val. curve" column uses too).
 The curve has flattened when t <= 75% of the budget, i.e. at least the last quarter of the run adds
-less than `--tol`; otherwise the table says "rising".
+less than `--tol`; otherwise the table says "rising". A staged method (AMAE, f-AnoGAN) is judged over
+the stage that trains its score ("judged from": `Method.score_start`, from the runs' metrics.json).
 
 Usage: python benchmarks/convergence.py --work DIR --methods sagan,brainomaly,ae --seeds 0,1,2
          [--datasets synth-rsna,synth-vindr,synth-lag] [--iterations 3000] [--every 100] [--jobs 2]
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sagan.report.curves import FLAT_FRACTION, TOL, plateau, seed_mean
+from sagan.report.curves import TOL, flattened, plateau, scoring_span, seed_mean
 
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
 
@@ -66,10 +67,15 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
                 continue
             mean = seed_mean([str(r) for r in runs], "auc")
             curves[(dataset, method)] = mean
-            t = plateau(mean, a.tol)
             test = [
                 json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").is_file()
             ]
+            # a staged method is judged over the stage that trains its score (Method.score_start)
+            start = max((int(m.get("score_start", 0)) for m in test), default=0)
+            span = scoring_span(mean, start)
+            if not len(span):
+                continue
+            t = plateau(span, a.tol)
             auc, ap = (np.array([m[k] for m in test] or [np.nan]) * 100 for k in ("auc", "ap"))
             rows.append(
                 {
@@ -78,11 +84,12 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
                     "seeds": len(runs),
                     "finished": len(test),
                     "last logged": int(mean.index[-1]),
+                    "judged from": start,
                     "plateau at": (
                         "unfinished"
                         if mean.index[-1] < a.iterations
                         else t
-                        if t <= FLAT_FRACTION * a.iterations
+                        if flattened(t, a.iterations, start)
                         else f"rising ({t})"
                     ),
                     "val AUC there": f"{100 * mean[t]:.1f}",

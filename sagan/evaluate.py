@@ -111,6 +111,7 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
         "localization": run_localization(result.get("map"), labels, truth, truth_kind),
         "selection": cfg.eval.selection,
         "iteration": int(iteration),
+        "score_start": method.score_start(),  # where its validation curve is judged from
         "method": cfg.method,
         "group": method.group,
         "dataset": data.dataset.name,
@@ -133,7 +134,8 @@ def evaluate_run(run: str | Path, n_maps: int = 8) -> dict:
 def extra_metrics(method: Method, name: str, labels: np.ndarray, scores: np.ndarray) -> dict:
     """AUC, AP, their interval and the Table 2 group of one of the method's extra scores."""
     group = method.extra_groups.get(name, method.group)
-    return {**image_metrics(labels, scores), "ci95": run_interval(scores, labels), "group": group}
+    return {**image_metrics(labels, scores), "ci95": run_interval(scores, labels), "group": group,
+            "score_start": method.score_start(name)}  # fmt: skip
 
 
 def write_maps(

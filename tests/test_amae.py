@@ -119,6 +119,12 @@ def test_stages_split_the_iterations_and_too_few_iterations_are_refused(tiny_dat
     method, _ = make(tiny_dataset, 100)
     assert (method.s1, method.s2) == (50, 80)
     assert [method.stage(t) for t in (0, 49, 50, 79, 80, 99)] == [0, 0, 1, 1, 2, 2]
+    # its validation curve is judged from the stage that trains each score (sagan/report/curves.py)
+    assert (method.score_start(), method.score_start("normative"), method.score_start("classifier")) == (
+        80,
+        80,
+        50,
+    )
     with pytest.raises(ConfigError, match="leaves no iteration"):
         make(tiny_dataset, 3)
     with pytest.raises(ConfigError, match="patch_size"):

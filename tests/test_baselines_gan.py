@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -190,6 +191,7 @@ def test_fanogan_stage_split_at_each_preset(preset, gan, encoder):
     assert (method.gan_iterations, cfg.train.iterations - method.gan_iterations) == (gan, encoder)
     assert method.stage(gan - 1) == "gan" and method.stage(gan) == "encoder"
     assert gan >= cfg.model.n_critic
+    assert method.score_start() == gan  # the score needs the encoder: its curve is judged from there
 
 
 def sagan_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -234,6 +236,7 @@ def test_fanogan_resumes_exactly_after_sigkill_in_either_stage(tiny_dataset, tmp
     for r in (full, run):
         sagan_cli("evaluate", str(r), env=env)
     assert (run / "scores.csv").read_bytes() == (full / "scores.csv").read_bytes()
+    assert json.loads((run / "metrics.json").read_text())["score_start"] == gan  # Table 2 judges from here
     full_log = pd.read_csv(full / "train_log.csv").drop(columns="seconds")
     assert "enc_loss" in full_log and "d_loss" in full_log  # both stages ran and logged
     pd.testing.assert_frame_equal(full_log, pd.read_csv(run / "train_log.csv").drop(columns="seconds"))

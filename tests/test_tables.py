@@ -15,7 +15,7 @@ from sagan import stats
 from sagan.cli import main
 from sagan.report.markup import ranks
 from sagan.report.tables import TABLE_COLUMNS, build_tables, paper_values, render_all
-from tests.run_fakes import make_experiment, make_run
+from tests.run_fakes import make_experiment, make_run, make_splits
 
 
 @pytest.fixture(scope="module")
@@ -302,6 +302,37 @@ def test_plateau_criterion_on_closed_form_curves():
     late = pd.Series([0.5, 0.6, 0.7, 0.75, 0.75], index=its)  # flat from 400 > 375: not flattened
     assert plateau(late) == 400 and not flattened(400, 500)
     assert last_quarter_rise(late, 500) == pytest.approx(5.0)  # > TOL whenever the curve has not flattened
+
+
+def test_a_staged_method_is_judged_over_the_stage_that_trains_its_score(tmp_path):
+    """AMAE's score exists only in its last stage: at chance before it, whatever the budget. Judged over
+    the whole budget the curve would always read 'rising'; over [score_start, budget] it can flatten."""
+    from sagan.report.curves import flattened, last_quarter_rise, plateau, scoring_span
+
+    its = list(range(100, 1100, 100))
+    staged = pd.Series([0.5] * 8 + [0.7, 0.705], index=its)  # the score's stage starts at 800
+    assert plateau(staged) == 900 and not flattened(900, 1000)  # whole budget: 900 > 750
+    assert last_quarter_rise(staged, 1000) == pytest.approx(20.5)  # 0.5 at 700 -> 0.705
+    span = scoring_span(staged, 800)
+    assert list(span.index) == [900, 1000] and plateau(span) == 900
+    assert flattened(900, 1000, 800)  # 100 <= 75% of the stage's 200
+    assert last_quarter_rise(staged, 1000, 800) == pytest.approx(0.5)  # 0.7 at 900 (<= 950) -> 0.705
+
+    # Table 2 reads the start from metrics.json (`sagan evaluate` writes Method.score_start)
+    root = tmp_path / "staged"
+    make_splits(root, "synth-rsna")
+    for seed in range(3):
+        run = make_run(root, "synth-rsna", "amae", seed)
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "score_start": 160}))
+        val_its = np.arange(20, 220, 20)
+        auc = np.where(val_its <= 160, 0.5, 0.8) + np.where(val_its == 200, 0.005, 0.0)
+        pd.DataFrame({"iteration": val_its, "auc": auc, "ap": auc}).to_csv(run / "val_log.csv", index=False)
+    assert main(["tables", "--results", str(root), "--out", str(root / "tables")]) == 0
+    row = read(root, "table2.csv").iloc[0]
+    assert (row["method"], row["val_plateau"], row["val_flat"]) == ("amae", "180", "1")  # 20 <= 0.75 * 40
+    assert float(row["val_rise"]) == pytest.approx(0.5)  # 0.8 at 180 (<= 190) -> 0.805 at 200
+    assert "flat from 180" in (root / "tables" / "table2.md").read_text()
 
 
 def test_table2_val_curve_columns_come_from_the_seed_mean_validation_curve(experiment):

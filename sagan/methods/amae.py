@@ -294,6 +294,9 @@ class AMAE(Method):
             total, count = total + pred * masked[None, :, None], count + masked
         return unpatchify(total / count[None, :, None], module.patch).clamp(-1, 1)
 
+    def score_start(self, score: str = "score") -> int:
+        return self.s1 if score == "classifier" else self.s2  # the classifier's stage, or the last
+
     @torch.no_grad()
     def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
         restored = self.reconstruct(self.normative, images)

@@ -70,3 +70,9 @@ class Method(nn.Module):
     def predict(self, images: torch.Tensor, rng: torch.Generator | None = None) -> Prediction:
         """Score images (B, 1, H, W) in [-1, 1]; called in eval mode."""
         raise NotImplementedError
+
+    def score_start(self, score: str = "score") -> int:
+        """The iteration at which the stage that trains `score` (the method's, or an extra score's name)
+        begins: 0, except for a staged method whose earlier stages leave the score untrained. Its
+        validation curve is judged from there (sagan/report/curves.py)."""
+        return 0

@@ -95,6 +95,9 @@ class FAnoGAN(Method):
             "e": torch.optim.RMSprop(self.E.parameters(), cfg.lr_enc, alpha=0.9, eps=1e-10),
         }
 
+    def score_start(self, score: str = "score") -> int:
+        return self.gan_iterations  # the score needs the encoder, trained in the second stage
+
     def stage(self, step: int) -> str:
         return "gan" if step < self.gan_iterations else "encoder"
 

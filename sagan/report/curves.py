@@ -7,6 +7,11 @@ above its value at t. The curve has flattened when t <= 75% of the budget (the l
 than TOL); otherwise it is still rising, and its rise says how far it is from flat: the most the
 curve gains over the budget's last quarter (its highest value there less its value at the last logged
 iteration within 75% of the budget, in points; more than TOL whenever the curve has not flattened).
+
+A staged method is judged over the stage that trains its score (`Method.score_start`, recorded in
+metrics.json as "score_start"): AMAE's score exists only in its last stage, f-AnoGAN's needs the
+encoder of its second, and before that the curve is flat (or noise) whatever the budget. There the
+span is [start, budget]: only the points logged after `start` count, and the 75% is of that span.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ CURVE_NOTE = (
     "val. curve: the seed-mean validation AUC (validation split, never the test set); 'flat from t' = "
     f"after iteration t it never rises more than {100 * TOL:g} point above its value at t, with t at most "
     f"{100 * FLAT_FRACTION:g}% of the budget; otherwise 'rising', with the most points it gains over the "
-    "budget's last quarter."
+    "budget's last quarter (a staged method's budget: the stage that trains its score)."
 )
 
 
@@ -34,16 +39,23 @@ def plateau(curve: pd.Series, tol: float = TOL) -> int:
     return int(curve.index[np.argmax(later_max - values <= tol)])
 
 
-def flattened(t: int, budget: int) -> bool:
-    return t <= FLAT_FRACTION * budget
+def scoring_span(curve: pd.Series, start: int = 0) -> pd.Series:
+    """The points logged after `start` (the iteration at which the stage that trains the score begins)."""
+    return curve[curve.index > start]
 
 
-def last_quarter_rise(curve: pd.Series, budget: int) -> float:
-    """Points of AUC the curve gains at most over the budget's last quarter: its highest value after
-    the last logged iteration within 75% of the budget, less its value there (>= 0; 0 when nothing is
-    logged on one side). A curve that has not flattened gains more than TOL by this measure."""
-    head = curve[curve.index <= FLAT_FRACTION * budget]
-    tail = curve[curve.index > FLAT_FRACTION * budget]
+def flattened(t: int, budget: int, start: int = 0) -> bool:
+    return t - start <= FLAT_FRACTION * (budget - start)
+
+
+def last_quarter_rise(curve: pd.Series, budget: int, start: int = 0) -> float:
+    """Points of AUC the curve gains at most over the last quarter of [start, budget]: its highest value
+    after the last logged iteration within 75% of that span, less its value there (>= 0; 0 when nothing
+    is logged on one side). A curve that has not flattened gains more than TOL by this measure."""
+    curve = scoring_span(curve, start)
+    cut = start + FLAT_FRACTION * (budget - start)
+    head = curve[curve.index <= cut]
+    tail = curve[curve.index > cut]
     return float(max(0.0, 100 * (tail.max() - head.iloc[-1]))) if len(head) and len(tail) else 0.0
 
 
@@ -59,17 +71,19 @@ def seed_mean(runs: list[str], column: str) -> pd.Series | None:
     return pd.concat(frames, axis=1).mean(axis=1) if frames else None
 
 
-def curve_columns(runs: list[str], column: str, budget: float) -> dict[str, float]:
-    """Table 2's curve columns of one row: val_plateau (iteration), val_flat (1/0), val_rise (points);
-    NaN without validation logs."""
+def curve_columns(runs: list[str], column: str, budget: float, start: int = 0) -> dict[str, float]:
+    """Table 2's curve columns of one row, judged over [start, budget]: val_plateau (iteration),
+    val_flat (1/0), val_rise (points); NaN without validation logs after `start`."""
     curve = seed_mean(runs, column)
+    if curve is not None:
+        curve = scoring_span(curve, start)
     if curve is None or not len(curve) or math.isnan(budget):
         return {"val_plateau": math.nan, "val_flat": math.nan, "val_rise": math.nan}
     t = plateau(curve)
     return {
         "val_plateau": float(t),
-        "val_flat": float(flattened(t, int(budget))),
-        "val_rise": last_quarter_rise(curve, int(budget)),
+        "val_flat": float(flattened(t, int(budget), start)),
+        "val_rise": last_quarter_rise(curve, int(budget), start),
     }
 
 

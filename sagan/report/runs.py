@@ -19,7 +19,7 @@ DATASET_LABELS = {"rsna": "RSNA", "vindr": "VinDr-CXR", "lag": "LAG"}
 LOCALIZATION_COLUMNS = ["pixel_auroc", "aupro", "pointing_game", "best_dice"]  # fractions; NaN = n/a
 RUN_COLUMNS = [
     "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "network",
-    "selection", "iteration", "ap", "auc", "score", *LOCALIZATION_COLUMNS, "ground_truth",
+    "selection", "iteration", "score_start", "ap", "auc", "score", *LOCALIZATION_COLUMNS, "ground_truth",
 ]  # fmt: skip
 MAIN_SCORE = "score"  # the scores.csv column of a method's registered score
 
@@ -68,6 +68,7 @@ def run_rows(path: Path) -> list[dict]:
         "network": model.get("network") or "",
         "selection": str(m.get("selection", "last")),
         "iteration": number(m.get("iteration")),  # the evaluated checkpoint's
+        "score_start": int(m.get("score_start", 0)),  # Method.score_start (0 in runs from before it)
         "ap": float(m["ap"]),
         "auc": float(m["auc"]),
         "score": MAIN_SCORE,
@@ -77,6 +78,7 @@ def run_rows(path: Path) -> list[dict]:
     extras = [
         {**row, "method": f"{row['method']}-{name}", "group": str(e.get("group", row["group"])),
          "ap": float(e["ap"]), "auc": float(e["auc"]), "score": str(name),
+         "score_start": int(e.get("score_start", row["score_start"])),
          **dict.fromkeys(LOCALIZATION_COLUMNS, math.nan), "ground_truth": ""}
         for name, e in sorted(m.get("extra", {}).items())
     ]  # fmt: skip

@@ -114,7 +114,8 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
              "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan),
              "iterations": budget,
-             **curve_columns(list(part["run"]), "auc" if score == MAIN_SCORE else f"{score}_auc", budget),
+             **curve_columns(list(part["run"]), "auc" if score == MAIN_SCORE else f"{score}_auc", budget,
+                             int(part["score_start"].max())),
              **refs.table2_values(OTHER_PAPERS, dataset, method)}
         )  # fmt: skip
         parts.append(part)
