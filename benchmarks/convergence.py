@@ -12,7 +12,7 @@ logged iteration t after which the curve never rises more than `--tol` (0.01) ab
 (sagan/report/curves.py, which Table 2's "val. curve" column uses too).
 The curve has flattened when t <= 75% of the budget, i.e. at least the last quarter of the run adds
 less than `--tol`; otherwise the table says "rising". A staged method (AMAE, f-AnoGAN) is judged over
-the stage that trains its score ("judged from": `Method.score_start`, from the runs' metrics.json).
+the stage that trains its score ("judged from": `Method.score_start`, of the runs' configuration).
 
 Usage: python benchmarks/convergence.py --work DIR --methods sagan,brainomaly,ae --seeds 0,1,2
          [--datasets synth-rsna,synth-vindr,synth-lag] [--iterations 3000] [--every 100] [--jobs 2]
@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from sagan.report.curves import TOL, flattened, plateau, scoring_span, seed_mean
+from sagan.runtime import build_method, load_run_config
 
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
 
@@ -57,6 +59,13 @@ def run_one(work: Path, a: argparse.Namespace, dataset: str, method: str, seed: 
     return str(out), time.perf_counter() - t0
 
 
+def score_start(run: Path) -> int:
+    """Where a run's curve is judged from: `Method.score_start` of the method its saved configuration
+    builds (a staged method, AMAE or f-AnoGAN, from the stage that trains its score; unfinished runs
+    too, and runs evaluated before metrics.json recorded it)."""
+    return build_method(load_run_config(run), torch.device("cpu")).score_start()
+
+
 def summarize(work: Path, a: argparse.Namespace) -> str:
     rows, curves = [], {}
     for dataset in a.datasets:
@@ -70,8 +79,7 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
             test = [
                 json.loads((r / "metrics.json").read_text()) for r in runs if (r / "metrics.json").is_file()
             ]
-            # a staged method is judged over the stage that trains its score (Method.score_start)
-            start = max((int(m.get("score_start", 0)) for m in test), default=0)
+            start = score_start(runs[0])  # the same configuration, so the same start, in every seed
             span = scoring_span(mean, start)
             if not len(span):
                 continue

@@ -8,6 +8,8 @@ import math
 import subprocess
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -73,3 +75,23 @@ def test_seed_batching_times_the_same_work_it_compares(tmp_path):
     calls, *ms, ratio, _ = (float(c) for c in row.strip("| ").split(" | ")[1:])
     assert calls == 8  # the AE's four convs and four transposed convs, once each per step
     assert all(v > 0 for v in ms) and ratio > 0
+
+
+def test_convergence_judges_a_staged_method_from_the_stage_that_trains_its_score(tmp_path):
+    """`convergence.py`: real runs (synth, `sagan run`, the validation log), one table row per method and
+    set; AMAE's curve is judged from its last stage (Method.score_start), the AE's from 0."""
+    from sagan.runtime import build_method, resolve_config
+
+    cmd = ["python", str(ROOT / "benchmarks" / "convergence.py"), "--work", str(tmp_path), "--methods",
+           "ae,amae", "--datasets", "synth-lag", "--seeds", "0", "--iterations", "20", "--every", "2"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    table = out[: out.index("Seed-mean")].splitlines()  # the summary table, before the fractions table
+    (head,) = [r for r in table if r.startswith("| dataset ")]
+    header = [c.strip() for c in head.split("|")[1:-1]]
+    cells = [[c.strip() for c in r.split("|")[1:-1]] for r in table if r.startswith("| synth-lag ")]
+    rows = {c[header.index("method")]: c for c in cells}
+    start = {m: rows[m][header.index("judged from")] for m in ("ae", "amae")}
+    cfg = resolve_config("amae", 0, "demo", None, {"train.iterations": 20})
+    s2 = build_method(cfg, torch.device("cpu")).s2
+    assert start == {"ae": "0", "amae": str(s2)} and 0 < s2 < 20
+    assert all(rows[m][header.index("finished")] == "1" for m in rows)
