@@ -150,10 +150,10 @@ class AMAE(Method):
             "model.lr": 1e-3,
             "model.queue_size": 256,
         },
-        # bench: judged over its last stage, where its score is trained (Method.score_start): in a
-        # 5000-iteration study (3 seeds) flat from 4400 / 4200 on synth-vindr / synth-lag, still rising
-        # at 5000 on synth-rsna: twice that, not measured beyond 5000 (benchmarks/RESULTS.md, "The bench
-        # budgets")
+        # bench: judged over its last stage, where its score is trained (Method.score_start): still
+        # rising at 5000 on synth-rsna, so twice that; the 10000-iteration study (3 seeds) levels off at
+        # 9500 / 9500 / 8900 (synth-rsna / synth-vindr / synth-lag; its last stage from 8000), within 75%
+        # of that stage, so 10000 stays (benchmarks/RESULTS.md, "fourth session")
         "bench": {"train.iterations": 10_000},
     }
 
