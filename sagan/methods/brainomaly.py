@@ -28,7 +28,7 @@ class Brainomaly(RestorationGAN):
     Config = BrainomalyConfig
     # bench: the demo's networks; in a 2400-iteration study (3 seeds) its curves flatten at 1300 / 1300 /
     # 200 (synth-rsna / synth-vindr / synth-lag), so 1300 at 75% of the run, rounded up to 100
-    # (benchmarks/RESULTS.md, "The bench budgets")
+    # (benchmarks/RESULTS.md, third session, "... bench budgets, measured")
     PRESETS = {**RestorationGAN.PRESETS, "bench": {"train.iterations": 1800}}
 
     def build_generator(self) -> StarGANGenerator:

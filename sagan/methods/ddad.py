@@ -83,7 +83,8 @@ class DDAD(Method):
             "model.hidden_dim": 128,
         },
         # bench: in a 2400-iteration study (3 seeds) its curves flatten at 1200 / 1200 / 600 (synth-rsna /
-        # synth-vindr / synth-lag), so 1200 at 75% of the run (benchmarks/RESULTS.md, "The bench budgets")
+        # synth-vindr / synth-lag), so 1200 at 75% of the run (benchmarks/RESULTS.md, third session,
+        # "... bench budgets, measured")
         "bench": {"train.iterations": 1600},
     }
 

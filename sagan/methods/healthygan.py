@@ -57,7 +57,7 @@ class HealthyGAN(RestorationGAN):
         },
         # bench: the demo's networks; in an 1800-iteration study (3 seeds) its curves level off at 1300 /
         # 1500 / 300 (synth-rsna / synth-vindr / synth-lag), so 1500 at 75% of the run
-        # (benchmarks/RESULTS.md, "The bench budgets")
+        # (benchmarks/RESULTS.md, third session, "... bench budgets, measured")
         "bench": {"train.iterations": 2000},
     }
 

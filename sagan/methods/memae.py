@@ -36,7 +36,7 @@ class MemAE(Reconstruction):
         "demo": {"train.iterations": 500, "train.lr_decay": "none"},
         # bench: in a 3000-iteration study (3 seeds) its curves level off at 1400 / 2300 / 1300 (synth-rsna
         # / synth-vindr / synth-lag), so 2300 at 75% of the run, rounded up to 100 (benchmarks/RESULTS.md,
-        # "The bench budgets")
+        # third session, "... bench budgets, measured")
         "bench": {"train.iterations": 3100},
     }
 

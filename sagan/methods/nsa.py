@@ -133,7 +133,7 @@ class NSAFPI(PatchSegmentation):
     # bench: FPI learns late at 32 px: near chance for ~1000 iterations, then up to 91-93 validation AUC
     # on synth-rsna (level from 3900 of 6000) and 86 on synth-vindr (level from 7200 of 12000; 3 seeds
     # each); flat near chance on synth-lag (300 of 3000). So 7200 at 75% of the run (benchmarks/
-    # RESULTS.md, "The bench budgets")
+    # RESULTS.md, third session, "... bench budgets, measured")
     PRESETS = {**PRESETS, "bench": {"train.iterations": 9600}}
 
 
