@@ -13,7 +13,8 @@ gradient's norm as sqrt(sum(g^2)), the critic's parameters still requiring gradi
 generator step, three separate generator passes (x_n, x_p, x_u) in the generator step, plain
 (for-loop) Adam, the default allocator and the critic's last conv as a convolution (the project computes
 it from the kernel's central taps: `CentralTaps`). "project" is the project's own step
-(`RestorationGAN.training_step`) with its optimisers and `keep_freed_memory`, as the trainer runs it.
+(`RestorationGAN.training_step`) with its optimisers and `keep_freed_memory`, as the trainer runs it;
+its generator step part by part at the paper preset (`model.g_pass`; `--g-pass joint`: one pass).
 
 Each variant runs in its own child process (so that its peak memory is its own: ru_maxrss on CPU,
 torch.cuda.max_memory_allocated on a GPU); the parent alternates them (ABBA over rounds) and reports
@@ -48,9 +49,15 @@ from sagan.trainer import BatchMaker
 VARIANTS = ("project", "authors")
 
 
-def setup(preset: str, batch: int, device: torch.device, seed: int = 0) -> tuple[RestorationGAN, BatchMaker]:
-    """The authors' network at the preset, seeded weights, a batch maker over seeded random images."""
-    cfg = resolve_config("sagan", seed, preset, None, {"model.network": "authors", "train.batch_size": batch})
+def setup(
+    preset: str, batch: int, device: torch.device, seed: int = 0, g_pass: str = ""
+) -> tuple[RestorationGAN, BatchMaker]:
+    """The authors' network at the preset, seeded weights, a batch maker over seeded random images
+    (g_pass: the project's generator step, `model.g_pass`; "" = the preset's)."""
+    overrides = {"model.network": "authors", "train.batch_size": batch}
+    cfg = resolve_config(
+        "sagan", seed, preset, None, overrides | ({"model.g_pass": g_pass} if g_pass else {})
+    )
     size = cfg.data.image_size
     g = torch.Generator().manual_seed(seed)
     images = lambda n: torch.randint(0, 256, (n, size, size), generator=g, dtype=torch.uint8).to(device)  # noqa: E731
@@ -107,7 +114,7 @@ def run_child(a: argparse.Namespace) -> dict:
         torch.set_num_threads(a.threads)
     if a.variant == "project":
         keep_freed_memory()  # as the trainer does
-    m, batches = setup(a.preset, a.batch, device, a.seed)
+    m, batches = setup(a.preset, a.batch, device, a.seed, a.g_pass)
     if a.compile:
         # the generator only: the critic's double backward (the penalty) cannot be compiled
         m.G = torch.compile(m.G, backend=a.compile_backend)
@@ -145,6 +152,7 @@ def run_child(a: argparse.Namespace) -> dict:
         "batch": a.batch,
         "amp": a.amp,
         "compile": a.compile,
+        "g_pass": m.cfg.g_pass if a.variant == "project" else "authors (one backward of three passes)",
         "threads": torch.get_num_threads(),
         "s_per_it": statistics.mean(times[a.warmup :]),
         "iteration_s": times,
@@ -172,15 +180,18 @@ def main() -> None:
         "--compile-backend", default="inductor", help="aot_eager: traces without compiling (quick)"
     )
     p.add_argument("--seed", type=int, default=0, help="weights and images")
+    p.add_argument(
+        "--g-pass", default="", choices=("", "joint", "per_part"), help="the project's generator step"
+    )
     p.add_argument("--label", default="", help="child: a name for the JSON line")
     a = p.parse_args()
     if a.variant:
         print(json.dumps(run_child(a)), flush=True)
         return
     child_args = [
-        f"--{k}={v}"
+        f"--{k.replace('_', '-')}={v}"
         for k, v in vars(a).items()
-        if k in ("preset", "batch", "device", "threads", "warmup", "iters", "amp")
+        if k in ("preset", "batch", "device", "threads", "warmup", "iters", "amp", "g_pass")
     ]
     results: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     for r in range(a.rounds):

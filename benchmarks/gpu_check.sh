@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check (issue 12): SAGAN's full-size training step (authors' network, 64 px, batch 64) on one GPU,
-# in under 8 minutes: fp32, bf16 autocast, torch.compile'd generator, the authors' procedure for
+# in under 8 minutes: fp32 (the generator step part by part, the paper preset, and in one pass), bf16
+# autocast, torch.compile'd generator, the authors' procedure for
 # comparison, and 2 and 4 runs (seeds) sharing the GPU at once; seconds per iteration and peak GPU
 # memory (torch.cuda.max_memory_allocated), one JSON line per process (benchmarks/authors_step.py).
 #   bash benchmarks/gpu_check.sh [--out FILE]   # default benchmarks/gpu_check_results.jsonl
@@ -53,7 +54,8 @@ python - <<'EOF' >&2
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
 EOF
-step "fp32, the project's step";  one fp32 45 --variant project
+step "fp32, the project's step";  one fp32 45 --variant project --g-pass per_part
+step "fp32, one generator pass";  one fp32-joint 45 --variant project --g-pass joint
 step "bf16 autocast";             one bf16 45 --variant project --amp bf16
 step "fp32, the authors' step";   one authors-fp32 45 --variant authors
 step "torch.compile (generator)"; one compile 180 --variant project --compile --compile-backend "$backend" --warmup 3

@@ -20,8 +20,10 @@ def test_gpu_check_dry_writes_one_result_per_step(tmp_path):
     )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r.get("error") for r in rows] == [None] * len(rows)
-    assert [r["label"] for r in rows] == ["fp32", "bf16", "authors-fp32", "compile", "shared-2", "shared-2"]
+    labels = ["fp32", "fp32-joint", "bf16", "authors-fp32", "compile", "shared-2", "shared-2"]
+    assert [r["label"] for r in rows] == labels
     by = {r["label"]: r for r in rows}
+    assert by["fp32"]["g_pass"] == "per_part" and by["fp32-joint"]["g_pass"] == "joint"
     assert (
         by["bf16"]["amp"] == "bf16"
         and by["compile"]["compile"]

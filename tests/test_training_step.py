@@ -9,6 +9,7 @@ with formulas evaluated on those logged values, never with a second run of the m
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +18,9 @@ from torch import nn
 
 from sagan.config import validate_model
 from sagan.fpi import foreign_patch_interpolation
+from sagan.methods import get_method
 from sagan.methods.base import Batch
+from sagan.methods.gan import G_PASSES
 from sagan.methods.sagan import SAGAN, SAGANConfig
 
 SIZE, B = 32, 4
@@ -134,9 +137,10 @@ def test_gradient_penalty_interpolates_normals_and_restored_unlabelled_with_one_
     assert out["d_loss"].item() == pytest.approx((out["d_adv"] + lambda_gp * out["gp"]).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("g_pass", G_PASSES)
 @pytest.mark.parametrize("n_critic", [2, 3])
-def test_generator_steps_on_every_n_critic_th_iteration_after_the_critic(n_critic):
-    method, log = instrumented(n_critic=n_critic)
+def test_generator_steps_on_every_n_critic_th_iteration_after_the_critic(n_critic, g_pass):
+    method, log = instrumented(n_critic=n_critic, g_pass=g_pass)
     batch, rng = make_batch(), torch.Generator().manual_seed(1)
     g_params = list(method.G.parameters())
     for step in range(2 * n_critic):
@@ -154,8 +158,9 @@ def test_generator_steps_on_every_n_critic_th_iteration_after_the_critic(n_criti
             assert [c.who for c in generator if c.who == "D"] == ["D"] and generator[-1].who == "step g"
 
 
-def test_generator_loss_is_adversarial_plus_weighted_identity_and_restoration():
-    method, log = instrumented(lambda_id=0.7, lambda_rec=1.9)
+@pytest.mark.parametrize("g_pass", G_PASSES)
+def test_generator_loss_is_adversarial_plus_weighted_identity_and_restoration(g_pass):
+    method, log = instrumented(lambda_id=0.7, lambda_rec=1.9, g_pass=g_pass)
     batch, rng = make_batch(), torch.Generator().manual_seed(1)
     method.training_step(batch, 0, rng)
     log.clear()
@@ -173,6 +178,21 @@ def test_generator_loss_is_adversarial_plus_weighted_identity_and_restoration():
     expected = adv + 0.7 * idt + 1.9 * rec  # Eq. 6
     assert out["g_loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert out["g_adv"].item() == pytest.approx(adv.item(), rel=1e-5)
+    # one generator call over the three inputs, or one call each (part by part)
+    assert sum(c.who == "G" for c in generator) == (1 if g_pass == "joint" else 3)
+
+
+def test_zero_u_part_by_part_the_pseudo_anomalies_restorations_take_the_fake_side():
+    method, log = instrumented(g_pass="per_part")
+    batch, rng = make_batch(zero_u=True), torch.Generator().manual_seed(1)
+    method.training_step(batch, 0, rng)
+    log.clear()
+    out = method.training_step(batch, 1, rng)
+    _, generator = phases(log)
+    assert [c.who for c in generator] == ["G", "G", "D", "step g"]  # x_n, then x_p and its critic score
+    _, x_p_r = find(generator, "G", batch.pseudo)
+    critic_call, d_p = find(generator, "D", x_p_r)
+    assert critic_call.graph and out["g_adv"].item() == pytest.approx(-d_p.mean().item(), rel=1e-5)
 
 
 def test_zero_u_pseudo_anomalies_take_the_fake_side():
@@ -209,3 +229,86 @@ def test_predict_is_deterministic_with_the_gate_off_and_random_with_gate_at_test
     assert torch.equal(a, b) != gate_at_test
     restored = log[0].out
     assert torch.allclose(a, (x - restored).abs().mean(dim=(1, 2, 3)) / 2)  # score = mean |x - x'| / 2
+
+
+# --- the generator step in one pass or part by part (sagan/methods/gan.py, `model.g_pass`) ---------
+SMALL_GANS = {
+    "sagan": {"conv_dim": 4, "n_res": 1},
+    "brainomaly": {"conv_dim": 4, "n_res": 1},
+    "healthygan": {"conv_dim": 4, "n_res": 1},
+}
+
+
+def small_gan(name: str, g_pass: str):
+    method_cls = get_method(name)
+    cfg = method_cls.Config(d_conv_dim=4, d_repeat_num=3, g_pass=g_pass, **SMALL_GANS[name])
+    validate_model(cfg)
+    torch.manual_seed(0)
+    method = method_cls(cfg, SIZE, 1000).double()
+    method.train()
+    method.D.requires_grad_(False)  # as in the generator step
+    return method
+
+
+def double_batch(zero_u: bool) -> Batch:
+    b = make_batch(zero_u)
+    return Batch(
+        normal=b.normal.double(),
+        unlabeled=None if zero_u else b.unlabeled.double(),
+        pseudo=b.pseudo.double(),
+        pseudo_mask=b.pseudo_mask,
+    )
+
+
+class Box:
+    def __init__(self, t: torch.Tensor):
+        self.t = t
+
+
+class SavedBytes:
+    """The bytes that autograd holds for backward, at most, while the block runs (saved-tensor hooks:
+    a saved tensor counts from its save until its graph node lets it go)."""
+
+    def __init__(self):
+        self.live = self.peak = 0
+
+    def pack(self, t: torch.Tensor):
+        n = t.numel() * t.element_size()
+        self.live += n
+        self.peak = max(self.peak, self.live)
+        box = Box(t)
+        weakref.finalize(box, self.release, n)
+        return box
+
+    def release(self, n: int) -> None:
+        self.live -= n
+
+    def __enter__(self):
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self.pack, lambda box: box.t)
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.hooks.__exit__(*exc)
+
+
+@pytest.mark.parametrize(
+    "name, zero_u", [("sagan", False), ("sagan", True), ("brainomaly", False), ("healthygan", False)]
+)
+def test_the_generator_step_part_by_part_gives_the_joint_gradient_holding_one_part(name, zero_u):
+    batch, grads, terms, peaks = double_batch(zero_u), {}, {}, {}
+    for g_pass in G_PASSES:
+        method = small_gan(name, g_pass)
+        with SavedBytes() as saved:
+            terms[g_pass] = method.generator_step(batch, torch.Generator().manual_seed(3))  # the gates' draws
+        peaks[g_pass] = saved.peak
+        grads[g_pass] = [p.grad for p in method.G.parameters()]
+        assert all(g is not None for g in grads[g_pass])
+    for a, b in zip(grads["joint"], grads["per_part"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert terms["joint"].keys() == terms["per_part"].keys()
+    for k in terms["joint"]:
+        torch.testing.assert_close(terms["joint"][k], terms["per_part"][k], rtol=1e-10, atol=1e-12)
+    parts = len(small_gan(name, "joint").generator_parts(batch))
+    # part by part, autograd holds about one part's tensors (and each call's weights) at a time
+    assert peaks["per_part"] < peaks["joint"] * (1.2 / parts)

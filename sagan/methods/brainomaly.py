@@ -10,7 +10,7 @@ import torch
 from sagan.losses import identity_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch
-from sagan.methods.gan import GANConfig, RestorationGAN, check_stargan_size
+from sagan.methods.gan import GANConfig, Part, RestorationGAN, check_stargan_size
 from sagan.models.generator import StarGANGenerator
 
 
@@ -38,9 +38,15 @@ class Brainomaly(RestorationGAN):
     def restore(self, x: torch.Tensor, rng: torch.Generator | None, train: bool) -> torch.Tensor:
         return self.G(x)
 
-    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        x_n, x_u = batch.normal, self.fake_source(batch)
-        x_n_r, x_u_r = self.G(torch.cat([x_n, x_u])).split([len(x_n), len(x_u)])
-        adv = wgan_g_loss(self.D(x_u_r))
-        idt = identity_loss(x_n_r, x_n)
-        return {"g_loss": adv + self.cfg.lambda_id * idt, "g_adv": adv, "g_id": idt}
+    def generator_parts(self, batch: Batch) -> list[Part]:
+        x_n = batch.normal
+
+        def normal(x_n_r: torch.Tensor) -> dict[str, torch.Tensor]:
+            idt = identity_loss(x_n_r, x_n)
+            return {"g_loss": self.cfg.lambda_id * idt, "g_id": idt}
+
+        def unlabeled(x_u_r: torch.Tensor) -> dict[str, torch.Tensor]:
+            adv = wgan_g_loss(self.D(x_u_r))
+            return {"g_loss": adv, "g_adv": adv}
+
+        return [(x_n, normal), (self.fake_source(batch), unlabeled)]

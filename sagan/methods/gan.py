@@ -3,12 +3,22 @@
 Fixed step order (style.md, point 5): fake -> critic step on fake.detach() with gradient penalty ->
 every n_critic-th step: freeze critic -> generator step. The trainer applies the learning-rate
 schedule these methods choose in their presets (linear decay over the last half, as in the paper).
+
+The generator step's loss is a sum over its inputs (normal, pseudo-anomalous, unlabelled images),
+each term reading the generator's output on one input only (`generator_parts`). So it can run as one
+generator pass over all inputs (`model.g_pass=joint`: the fewest calls, best where per-call costs
+dominate, the demo size) or input by input, each part's backward before the next part's forward
+(`per_part`: the peak memory of one part, and faster at full size on the CPU; benchmarks/RESULTS.md).
+The generators' norms are per image and the random draws come in the same order, so the two compute
+the same gradient, up to the order in which float gradients are summed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -18,6 +28,8 @@ from sagan.experiments import SEMI_SUPERVISED
 from sagan.losses import anomaly_map, anomaly_score, gradient_penalty, wgan_d_loss
 from sagan.methods.base import Batch, Method, Prediction
 from sagan.models.discriminator import INITS, Discriminator
+
+G_PASSES = ("joint", "per_part")
 
 
 @dataclass
@@ -35,6 +47,30 @@ class GANConfig:
     n_critic: int = 2  # critic steps per generator step
     lambda_gp: float = 10.0
     lambda_id: float = 1.0
+    # the generator step in one pass or part by part (module docstring); an execution choice, not a
+    # hyper-parameter: the same gradient either way
+    g_pass: str = choice("per_part", G_PASSES)
+
+
+# One part of the generator step: an input batch, and its loss terms as a function of the generator's
+# output on it ("g_loss": the part's share of the step's loss; the step's loss is the sum over parts)
+Part = tuple[torch.Tensor, Callable[[Any], dict[str, torch.Tensor]]]
+
+
+def add_terms(terms: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-part loss terms summed by name (a term that only some parts have is their sum)."""
+    total: dict[str, torch.Tensor] = {}
+    for part in terms:
+        for k, v in part.items():
+            total[k] = total[k] + v if k in total else v
+    return total
+
+
+def split_output(out: Any, sizes: list[int]) -> list[Any]:
+    """A generator output over concatenated inputs (a tensor or a tuple of tensors), per input."""
+    if isinstance(out, tuple):
+        return list(zip(*(o.split(sizes) for o in out)))
+    return list(out.split(sizes))
 
 
 @contextmanager
@@ -50,7 +86,7 @@ def frozen(*nets: torch.nn.Module):
 
 
 class RestorationGAN(Method):
-    """Base of the GAN methods: subclasses implement `build_generator`, `restore` and `generator_losses`."""
+    """Base of the GAN methods: subclasses implement `build_generator`, `restore` and `generator_parts`."""
 
     group = SEMI_SUPERVISED
     # The paper decays the learning rates linearly over the last half (steps every 1000 iterations).
@@ -73,6 +109,8 @@ class RestorationGAN(Method):
             "model.d_init": "kaiming",
             "model.lr_g": 2e-4,
             "model.lr_d": 5e-5,
+            # one generator pass: at 32 px the part-by-part step is about 15% slower (per-call costs)
+            "model.g_pass": "joint",
         },
         # bench: each method's own (SAGAN, Brainomaly, HealthyGAN), from its convergence study
     }
@@ -107,8 +145,31 @@ class RestorationGAN(Method):
             )
         return batch.unlabeled
 
-    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    def generate(self, x: torch.Tensor, rng: torch.Generator) -> Any:
+        """The generator's output that the generator step's losses read (default: the restoration)."""
+        return self.restore(x, rng, train=True)
+
+    def generator_parts(self, batch: Batch) -> list[Part]:
         raise NotImplementedError
+
+    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """The generator step's loss terms from one generator pass over all its inputs (graphs kept)."""
+        parts = self.generator_parts(batch)
+        outs = split_output(self.generate(torch.cat([x for x, _ in parts]), rng), [len(x) for x, _ in parts])
+        return add_terms([loss(out) for (_, loss), out in zip(parts, outs)])
+
+    def generator_step(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """Backpropagates the generator step's loss into the generator (`model.g_pass`); its terms, detached."""
+        if self.cfg.g_pass == "joint":
+            terms = self.generator_losses(batch, rng)
+            terms["g_loss"].backward()
+            return {k: v.detach() for k, v in terms.items()}
+        done = []
+        for x, loss in self.generator_parts(batch):  # in the joint pass's order: the same random draws
+            part = loss(self.generate(x, rng))
+            part["g_loss"].backward()  # frees this part's graph before the next part's forward
+            done.append({k: v.detach() for k, v in part.items()})
+        return add_terms(done)
 
     def training_step(self, batch: Batch, step: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
         opts = self.optimizers
@@ -129,12 +190,10 @@ class RestorationGAN(Method):
 
         if (step + 1) % self.cfg.n_critic == 0:
             self.D.requires_grad_(False)
-            g_terms = self.generator_losses(batch, rng)
             opts["g"].zero_grad(set_to_none=True)
-            g_terms["g_loss"].backward()
+            out.update(self.generator_step(batch, rng))
             opts["g"].step()
             self.D.requires_grad_(True)
-            out.update({k: v.detach() for k, v in g_terms.items()})
         return out
 
     @torch.no_grad()

@@ -21,7 +21,7 @@ import torch
 from sagan.losses import identity_loss, mask_area_loss, mask_binary_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch
-from sagan.methods.gan import GANConfig, RestorationGAN, check_stargan_size
+from sagan.methods.gan import GANConfig, Part, RestorationGAN, check_stargan_size
 from sagan.models.healthygan import MaskedGenerator, compose
 
 
@@ -73,15 +73,28 @@ class HealthyGAN(RestorationGAN):
             mask
         )
 
-    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        x_u, x_n = self.fake_source(batch), batch.normal
-        image, mask = self.G(torch.cat([x_u, x_n]))  # instance norm: one pass = two separate passes
-        (i_u, i_n), (m_u, m_n) = image.split([len(x_u), len(x_n)]), mask.split([len(x_u), len(x_n)])
-        adv = wgan_g_loss(self.D(compose(x_u, i_u, m_u)))  # translated unlabelled images
-        adv_id = wgan_g_loss(self.D(compose(x_n, i_n, m_n)))  # translated normal images
-        idt = identity_loss(i_n, x_n)
-        rec = identity_loss(compose(i_u, x_u, m_u), x_u)  # x_u * m + I_u * (1 - m) ~ x_u
-        msk = 0.5 * self.mask_loss(m_u) + 0.5 * self.mask_loss(m_n)
-        cfg = self.cfg
-        total = adv + adv_id + cfg.lambda_id * idt + cfg.lambda_rec * rec + cfg.lambda_mask * msk
-        return {"g_loss": total, "g_adv": adv + adv_id, "g_id": idt, "g_rec": rec, "g_mask": msk}
+    def generate(self, x: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.G(x)  # (image, mask): the losses read both
+
+    def generator_parts(self, batch: Batch) -> list[Part]:
+        x_u, x_n, cfg = self.fake_source(batch), batch.normal, self.cfg
+
+        def unlabeled(out: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            i_u, m_u = out
+            adv = wgan_g_loss(self.D(compose(x_u, i_u, m_u)))  # translated unlabelled images
+            rec = identity_loss(compose(i_u, x_u, m_u), x_u)  # x_u * m + I_u * (1 - m) ~ x_u
+            msk = 0.5 * self.mask_loss(m_u)
+            loss = adv + cfg.lambda_rec * rec + cfg.lambda_mask * msk
+            return {"g_loss": loss, "g_adv": adv, "g_rec": rec, "g_mask": msk}
+
+        def normal(out: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+            i_n, m_n = out
+            adv_id = wgan_g_loss(self.D(compose(x_n, i_n, m_n)))  # translated normal images
+            idt = identity_loss(i_n, x_n)
+            msk = 0.5 * self.mask_loss(m_n)
+            loss = adv_id + cfg.lambda_id * idt + cfg.lambda_mask * msk
+            return {"g_loss": loss, "g_adv": adv_id, "g_id": idt, "g_mask": msk}
+
+        # summed over the two parts: g_adv = adv + adv_id and g_mask = 0.5 * (mask(m_u) + mask(m_n)),
+        # the official code's terms (module docstring)
+        return [(x_u, unlabeled), (x_n, normal)]

@@ -12,7 +12,7 @@ from sagan.fpi import foreign_patch_interpolation
 from sagan.losses import identity_loss, restoration_loss, wgan_g_loss
 from sagan.methods import register
 from sagan.methods.base import Batch, Transform
-from sagan.methods.gan import GANConfig, RestorationGAN
+from sagan.methods.gan import GANConfig, Part, RestorationGAN, add_terms
 from sagan.models.generator import NETWORKS, SAGANGenerator
 
 
@@ -61,14 +61,22 @@ class SAGAN(RestorationGAN):
         # "0_u" (Table 4): with no unlabelled data, pseudo anomalies take the fake side
         return batch.unlabeled if batch.unlabeled is not None else batch.pseudo
 
-    def generator_losses(self, batch: Batch, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        x_n, x_p = batch.normal, batch.pseudo
-        parts = [x_n, x_p] + ([batch.unlabeled] if batch.unlabeled is not None else [])
-        out = self.restore(torch.cat(parts), rng, train=True).split([len(p) for p in parts])  # one pass
-        x_n_r, x_p_r = out[0], out[1]
-        x_u_r = out[2] if batch.unlabeled is not None else x_p_r
-        adv = wgan_g_loss(self.D(x_u_r))  # Eq. 5
-        idt = identity_loss(x_n_r, x_n)  # Eq. 3
-        rec = restoration_loss(x_p_r, x_n)  # Eq. 4
-        total = adv + self.cfg.lambda_id * idt + self.cfg.lambda_rec * rec  # Eq. 6
-        return {"g_loss": total, "g_adv": adv, "g_id": idt, "g_rec": rec}
+    def generator_parts(self, batch: Batch) -> list[Part]:
+        """Eq. 6 = lambda_id * Eq. 3 (on x_n) + lambda_rec * Eq. 4 (on x_p) + Eq. 5 (on x_u)."""
+        x_n, x_u, cfg = batch.normal, batch.unlabeled, self.cfg
+
+        def normal(x_n_r: torch.Tensor) -> dict[str, torch.Tensor]:
+            idt = identity_loss(x_n_r, x_n)  # Eq. 3
+            return {"g_loss": cfg.lambda_id * idt, "g_id": idt}
+
+        def pseudo(x_p_r: torch.Tensor) -> dict[str, torch.Tensor]:
+            rec = restoration_loss(x_p_r, x_n)  # Eq. 4
+            terms = {"g_loss": cfg.lambda_rec * rec, "g_rec": rec}
+            return terms if x_u is not None else add_terms([terms, unlabeled(x_p_r)])
+
+        def unlabeled(x_u_r: torch.Tensor) -> dict[str, torch.Tensor]:
+            adv = wgan_g_loss(self.D(x_u_r))  # Eq. 5
+            return {"g_loss": adv, "g_adv": adv}
+
+        # "0_u" (Table 4): with no unlabelled data, the pseudo anomalies' restorations take the fake side
+        return [(x_n, normal), (batch.pseudo, pseudo)] + ([(x_u, unlabeled)] if x_u is not None else [])
