@@ -109,7 +109,8 @@ class RestorationGAN(Method):
             "model.d_init": "kaiming",
             "model.lr_g": 2e-4,
             "model.lr_d": 5e-5,
-            # one generator pass: at 32 px the part-by-part step is about 15% slower (per-call costs)
+            # one generator pass: at 32 px part by part is no faster (within 10% either way,
+            # benchmarks/RESULTS.md), and one pass keeps the numbers of the earlier demos bit for bit
             "model.g_pass": "joint",
         },
         # bench: each method's own (SAGAN, Brainomaly, HealthyGAN), from its convergence study
