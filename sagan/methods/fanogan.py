@@ -68,8 +68,9 @@ class FAnoGAN(Method):
         # Still rising at 2400 on synth-rsna, so 4800; in the 4800-iteration study (3 seeds, encoder
         # stage from 2400) synth-rsna and synth-vindr level off at 3700 / 3200, synth-lag at 4500, later
         # than 75% of the stage but before its last point (one spike: 73 between 64 and 62): the budget
-        # whose encoder stage puts 4500 - 2400 at 75% of it, 2 x 2800 = 5600 (both stages scale, so a new
-        # run, not measured; benchmarks/RESULTS.md, "fourth session")
+        # whose encoder stage puts 4500 - 2400 at 75% of it, 2 x 2800 = 5600 (both stages scale). Measured
+        # in the bench run (3 seeds): flat from 3900 / 3600 / 3600, before 75% of the encoder stage
+        # (4900) on every set (benchmarks/RESULTS.md, "fifth session")
         "bench": {"train.iterations": 5600},
     }
 
