@@ -8,7 +8,7 @@ The generator step's loss is a sum over its inputs (normal, pseudo-anomalous, un
 each term reading the generator's output on one input only (`generator_parts`). So it can run as one
 generator pass over all inputs (`model.g_pass=joint`: the fewest calls, best where per-call costs
 dominate, the demo size) or input by input, each part's backward before the next part's forward
-(`per_part`: the peak memory of one part, and faster at full size on the CPU; benchmarks/RESULTS.md).
+(`per_part`: the peak memory of one part, and no slower at full size on the CPU; benchmarks/RESULTS.md).
 The generators' norms are per image and the random draws come in the same order, so the two compute
 the same gradient, up to the order in which float gradients are summed.
 """
