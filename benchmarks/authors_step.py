@@ -41,7 +41,7 @@ import torch
 from sagan.data.loading import TrainingData
 from sagan.losses import identity_loss, restoration_loss, wgan_d_loss, wgan_g_loss
 from sagan.methods.base import Batch
-from sagan.methods.gan import RestorationGAN
+from sagan.methods.gan import G_PASSES, RestorationGAN
 from sagan.models.discriminator import CentralTaps
 from sagan.runtime import build_method, keep_freed_memory, resolve_config
 from sagan.trainer import BatchMaker
@@ -180,9 +180,7 @@ def main() -> None:
         "--compile-backend", default="inductor", help="aot_eager: traces without compiling (quick)"
     )
     p.add_argument("--seed", type=int, default=0, help="weights and images")
-    p.add_argument(
-        "--g-pass", default="", choices=("", "joint", "per_part"), help="the project's generator step"
-    )
+    p.add_argument("--g-pass", default="", choices=("", *G_PASSES), help="the project's generator step")
     p.add_argument("--label", default="", help="child: a name for the JSON line")
     a = p.parse_args()
     if a.variant:
