@@ -323,3 +323,13 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
         True,
         False,
     ]  # figures rewritten, runs and tables not
+
+    # adding an anomaly ratio to Table 4 rewrites the dataset's split file (its ratio list is a param
+    # of the splits job) but reruns none of the runs already there: only the new ratio's run is planned
+    config = root / "config/demo.yaml"
+    write_config(config, config, table4={"dataset": "synth-rsna", "ratios": ["0_u", 0.2, 0.6]})
+    dry = snakemake(root, "-n", "--configfile", "config/demo.yaml", env=env, snakefile=root / "Snakefile")
+    counts = job_counts(dry.stdout)
+    assert counts["splits"] == 1 and counts["run"] == 1, dry.stdout[-3000:]
+    new_run = "results/demo/runs/synth-rsna/sagan/ar0.2/default/seed0/metrics.json"
+    assert new_run in dry.stdout, dry.stdout[-3000:]
