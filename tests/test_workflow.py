@@ -1,7 +1,7 @@
 """The Snakemake workflow and its DVC stages, run for real: lint, dry-run job counts of the demo and
 paper configs, schema errors, the missing-sources message, and one end-to-end run of a reduced demo
 through `dvc repro` (which calls the Snakemake targets), including a code change that reruns only
-the figures."""
+the figures and an added anomaly ratio that plans only its own run."""
 
 from __future__ import annotations
 

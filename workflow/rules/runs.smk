@@ -24,7 +24,7 @@ JOB_LOG = ROW_LOG if SEEDS_IN_ONE_JOB else RUN_LOG
 rule run:
     input:
         data="data/prepared/{dataset}",
-        # the split check must have passed, but a run does not read the file (`sagan run` draws its own
+        # the splits job runs first, but a run does not read its file (`sagan run` draws its own
         # split from the data and its ratio): ancient, so that adding an anomaly ratio (Table 4), which
         # rewrites the dataset's split file, does not rerun the runs that were already there
         splits=ancient(f"{RESULTS}/splits/{{dataset}}.json"),
