@@ -13,6 +13,8 @@ logged iteration t after which the curve never rises more than `--tol` (0.01) ab
 The curve has flattened when t <= 75% of the budget, i.e. at least the last quarter of the run adds
 less than `--tol`; otherwise the table says "rising". A staged method (AMAE, f-AnoGAN) is judged over
 the stage that trains its score ("judged from": `Method.score_start`, of the runs' configuration).
+Test AUC/AP: mean ± the standard deviation over seeds with ddof = 1, as in the tables (ddof 0 in the
+studies of benchmarks/RESULTS.md before 2026-12-04, which say so).
 
 Usage: python benchmarks/convergence.py --work DIR --methods sagan,brainomaly,ae --seeds 0,1,2
          [--datasets synth-rsna,synth-vindr,synth-lag] [--iterations 3000] [--every 100] [--jobs 2]
@@ -37,6 +39,11 @@ from sagan.report.curves import TOL, flattened, plateau, scoring_span, seed_mean
 from sagan.runtime import build_method, load_run_config
 
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
+
+
+def sample_std(values: np.ndarray) -> float:
+    """Standard deviation over seeds with ddof = 1, as the tables (sagan/report/tables.py); NaN for one."""
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
 
 
 def synth(work: Path, dataset: str) -> Path:
@@ -103,8 +110,8 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
                     "val AUC there": f"{100 * mean[t]:.1f}",
                     "val AUC max": f"{100 * mean.max():.1f}",
                     "val AUC final": f"{100 * mean.iloc[-1]:.1f}",
-                    "test AUC": f"{auc.mean():.1f} ± {auc.std():.1f}",
-                    "test AP": f"{ap.mean():.1f} ± {ap.std():.1f}",
+                    "test AUC": f"{auc.mean():.1f} ± {sample_std(auc):.1f}",
+                    "test AP": f"{ap.mean():.1f} ± {sample_std(ap):.1f}",
                 }
             )
     table = pd.DataFrame(rows)
