@@ -9,8 +9,8 @@ Two modes:
   the validation curve's state at the end of the budget, and per method the job wall of its run jobs
   (Snakemake's benchmark files, `DIR/benchmarks/run/`). Their `cpu_time` is not reported: Snakemake
   samples a job's CPU seconds (every 0.5 s for its first 15 s, then every 30 s; snakemake/benchmark.py)
-  and keeps the last sample, and in the demo of cbc5249 every job's was about 15 s, for jobs of 24 to
-  200 s of wall alike: the later samples were not taken.
+  and keeps the last sample; in the demo of cbc5249 every job's was about 15 s, for jobs of 24 to 200 s
+  of wall alike (why the samples after the first 15 s did not count was not found).
 
 Usage: python benchmarks/synthetic_quality.py [--iterations N] [--preset demo] [--seeds 0]
        [--datasets synth-rsna,synth-vindr,synth-lag] [--methods sagan,brainomaly] [--work DIR]
