@@ -41,11 +41,6 @@ from sagan.runtime import build_method, load_run_config
 SAGAN = [sys.executable, "-m", "sagan.cli"]  # the package CLI, also where it is not installed (PYTHONPATH)
 
 
-def sample_std(values: np.ndarray) -> float:
-    """Standard deviation over seeds with ddof = 1, as the tables (sagan/report/tables.py); NaN for one."""
-    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-
-
 def synth(work: Path, dataset: str) -> Path:
     data = work / "data" / dataset
     if not (data / "meta.json").is_file():
@@ -91,7 +86,8 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
             if not len(span):
                 continue
             t = plateau(span, a.tol)
-            auc, ap = (np.array([m[k] for m in test] or [np.nan]) * 100 for k in ("auc", "ap"))
+            # pandas' std: ddof 1 and NaN for one seed, as the tables (sagan/report/tables.py)
+            auc, ap = (pd.Series([m[k] for m in test] or [np.nan]) * 100 for k in ("auc", "ap"))
             rows.append(
                 {
                     "dataset": dataset,
@@ -110,8 +106,8 @@ def summarize(work: Path, a: argparse.Namespace) -> str:
                     "val AUC there": f"{100 * mean[t]:.1f}",
                     "val AUC max": f"{100 * mean.max():.1f}",
                     "val AUC final": f"{100 * mean.iloc[-1]:.1f}",
-                    "test AUC": f"{auc.mean():.1f} ± {sample_std(auc):.1f}",
-                    "test AP": f"{ap.mean():.1f} ± {sample_std(ap):.1f}",
+                    "test AUC": f"{auc.mean():.1f} ± {auc.std():.1f}",
+                    "test AP": f"{ap.mean():.1f} ± {ap.std():.1f}",
                 }
             )
     table = pd.DataFrame(rows)
