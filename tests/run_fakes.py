@@ -39,6 +39,7 @@ def make_run(
     network: str = "paper",
     n_test: int = 40,
     size: int = 32,
+    preset: str | None = None,
 ) -> Path:
     """One run folder with metrics.json, scores.csv, maps.npz, train_log.csv and val_log.csv."""
     run = root / "runs" / dataset / method / f"ar{ar}" / variant / f"seed{seed}"
@@ -90,6 +91,7 @@ def make_run(
         "group": cls.group,
         "n_test": n_test,
         **({"extra": extra} if extra else {}),
+        **({"preset": preset} if preset else {}),
     }
     (run / "metrics.json").write_text(json.dumps(metrics))
     stored, scale = compact_maps(test_maps)
@@ -153,6 +155,7 @@ def make_experiment(
     table3: str | None = "vindr",
     table4: str | None = "rsna",
     selection: str = "last",
+    preset: str | None = None,
 ) -> Path:
     """The run matrix of the workflow (Tables 2-4), with SAGAN better than Brainomaly."""
     strength = {"brainomaly": 1.0, "sagan": 2.0, "ae": 0.5}
@@ -161,7 +164,9 @@ def make_experiment(
         for d in datasets:
             make_splits(root, d)
             for m in methods:
-                make_run(root, d, m, seed, separation=strength.get(m, 1.0), selection=selection)
+                make_run(
+                    root, d, m, seed, separation=strength.get(m, 1.0), selection=selection, preset=preset
+                )
         if table3:
             for v, s in zip(variants, (1.2, 1.5, 1.7)):
                 make_run(root, table3, "sagan", seed, variant=v, separation=s, selection=selection)

@@ -8,6 +8,11 @@ than TOL); otherwise it is still rising, and its rise says how far it is from fl
 curve gains over the budget's last quarter (its highest value there less its value at the last logged
 iteration within 75% of the budget, in points; more than TOL whenever the curve has not flattened).
 
+How far a row of a synthetic set is from the plateau in iterations: its budget against its method's
+bench budget (PRESETS["bench"], config/bench.yaml), the budget at which the bench study measured its
+curves flat, at the demo's networks. A row trained for less than RANKED_SHARE of it is a pipeline
+check (the demo gives its costliest baselines 1%), and Table 2 does not rank it with the others.
+
 A staged method is judged over the stage that trains its score (`Method.score_start`, recorded in
 metrics.json as "score_start"): AMAE's score exists only in its last stage, f-AnoGAN's needs the
 encoder of its second, and before that the curve is flat (or noise) whatever the budget. There the
@@ -16,6 +21,7 @@ span is [start, budget]: only the points logged after `start` count, and the 75%
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -30,6 +36,39 @@ CURVE_NOTE = (
     f"{100 * FLAT_FRACTION:g}% of the budget; otherwise 'rising', with the most points it gains over the "
     "budget's last quarter (a staged method's budget: the stage that trains its score)."
 )
+
+
+RANKED_SHARE = 0.1  # Table 2 ranks a synthetic row only when trained for >= this share of its bench budget
+# the presets that share the bench's networks (tests/test_trainer.py)
+BENCH_NETWORKS = ("demo", "ci", "bench")
+BUDGET_NOTE = (
+    "Iterations: the rows' training budget and, in parentheses, the method's bench budget "
+    "(config/bench.yaml), at which its validation curves were measured flat on these sets with the same "
+    f"networks (benchmarks/RESULTS.md). A row trained for less than {100 * RANKED_SHARE:g}% of it is a "
+    "pipeline check, 'not ranked': neither bold nor underlined, no †, and the best of its group is sought "
+    "among the other rows."
+)
+
+
+@functools.cache
+def bench_budget(method: str, preset: str, dataset: str) -> float:
+    """The bench budget of a registered method, for a run at a preset with the bench's networks on a
+    synthetic set; NaN for other runs (the bench has no budget for the real datasets or the paper's
+    networks) and for names the registry does not know."""
+    if preset not in BENCH_NETWORKS or not dataset.startswith("synth-"):
+        return math.nan
+    from sagan.errors import ConfigError
+    from sagan.runtime import resolve_config  # the registry imports torch: only for such runs
+
+    try:
+        return float(resolve_config(method, 0, "bench").train.iterations)
+    except ConfigError:
+        return math.nan
+
+
+def ranked(budget: float, bench: float) -> bool:
+    """Whether Table 2 ranks a row trained for `budget` iterations (NaN: unknown, ranked)."""
+    return not budget < RANKED_SHARE * bench  # False only when both are known and the row is short
 
 
 def plateau(curve: pd.Series, tol: float = TOL) -> int:

@@ -20,6 +20,7 @@ LOCALIZATION_COLUMNS = ["pixel_auroc", "aupro", "pointing_game", "best_dice"]  #
 RUN_COLUMNS = [
     "run", "method", "group", "dataset", "seed", "ar", "use_acm", "use_arrm", "network",
     "selection", "iteration", "score_start", "ap", "auc", "score", *LOCALIZATION_COLUMNS, "ground_truth",
+    "preset", "trained",
 ]  # fmt: skip
 MAIN_SCORE = "score"  # the scores.csv column of a method's registered score
 
@@ -74,6 +75,8 @@ def run_rows(path: Path) -> list[dict]:
         "score": MAIN_SCORE,
         **{k: number(localization.get(k)) for k in LOCALIZATION_COLUMNS},
         "ground_truth": localization.get("ground_truth") or "",
+        "preset": str(m.get("preset") or ""),  # the configuration preset the run was trained at
+        "trained": str(m["method"]),  # the registered method that trained the run (also for extra scores)
     }
     extras = [
         {**row, "method": f"{row['method']}-{name}", "group": str(e.get("group", row["group"])),

@@ -24,7 +24,7 @@ from sagan.atomic import write_atomic
 from sagan.errors import DatasetError
 from sagan.experiments import MAIN_AR, TABLE3_ROWS
 from sagan.report import other_papers as refs
-from sagan.report.curves import CURVE_NOTE, curve_columns, curve_text
+from sagan.report.curves import BUDGET_NOTE, CURVE_NOTE, bench_budget, curve_columns, curve_text, ranked
 from sagan.report.localization_table import TABLE_LOC_COLUMNS, build_table_loc, view_table_loc
 from sagan.report.markup import RENDERERS, Cell, TableView, fmt, ranks, to_csv
 from sagan.report.runs import (
@@ -51,7 +51,8 @@ TABLE_COLUMNS = {
     "table1": ["dataset", "train_normal", "unlabeled_total", "unlabeled_normal", "unlabeled_abnormal",
                "test_normal", "test_abnormal"],
     "table2": ["group", "method", "dataset", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS,
-               "n_seeds", "paper_ap", "paper_auc", "selection", "iterations", *CURVE_COLUMNS],
+               "n_seeds", "paper_ap", "paper_auc", "selection", "iterations", "bench_iterations", "ranked",
+               *CURVE_COLUMNS],
     "table3": ["variant", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "paper_ap",
                "paper_auc", "dataset", "network", "selection"],
     "table4": ["ar", "ap_mean", "ap_std", "auc_mean", "auc_std", *STATS_COLUMNS, "n_seeds", "dataset",
@@ -110,16 +111,21 @@ def build_table2(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
         score = part["score"].iat[0]
         # the budget: the evaluated checkpoint is the last one (a test-oracle's is not: unknown here)
         budget = float(part["iteration"].max()) if set(part["selection"]) == {"last"} else math.nan
+        bench = bench_budget(part["trained"].iat[0], part["preset"].iat[0], dataset)
         rows.append(
             {"group": group, "method": method, "dataset": dataset, **summarise(part),
              "paper_ap": ref.get("ap", math.nan), "paper_auc": ref.get("auc", math.nan),
-             "iterations": budget,
+             "iterations": budget, "bench_iterations": bench, "ranked": float(ranked(budget, bench)),
              **curve_columns(list(part["run"]), "auc" if score == MAIN_SCORE else f"{score}_auc", budget,
                              int(part["score_start"].max())),
              **refs.table2_values(OTHER_PAPERS, dataset, method)}
         )  # fmt: skip
         parts.append(part)
-    add_p_columns(rows, parts, ["group", "dataset"])  # the rows ranked together
+    # the rows ranked together; a pipeline-check row (curves.ranked) is compared with none
+    keep = [i for i, row in enumerate(rows) if row["ranked"]]
+    add_p_columns([rows[i] for i in keep], [parts[i] for i in keep], ["group", "dataset"])
+    for i in set(range(len(rows))) - set(keep):
+        rows[i].update(dict.fromkeys(P_COLUMNS, math.nan))
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS["table2"])
     order = sorted(range(len(df)), key=lambda i: row_order(*df.iloc[i][["group", "method", "dataset"]]))
     return df.iloc[order]
@@ -208,12 +214,14 @@ def metric_cell(row: pd.Series, metric: str, rank: int) -> Cell:
 
 
 def ranked_cells(df: pd.DataFrame, groups: list[str]) -> dict[tuple[int, str], Cell]:
-    """Metric cells with best/second ranks computed within each group of rows."""
+    """Metric cells with best/second ranks computed within each group of rows (a row whose `ranked`
+    column is False takes no rank)."""
     cells: dict[tuple[int, str], Cell] = {}
     grouped = df.groupby(groups, sort=False) if groups else [(None, df)]
     for _, part in grouped:
+        taking = part["ranked"].astype(bool) if "ranked" in part else pd.Series(True, part.index)
         for metric in ("ap", "auc"):
-            means = [float(v) for v in part[f"{metric}_mean"]]
+            means = [float(v) if t else math.nan for v, t in zip(part[f"{metric}_mean"], taking)]
             for idx, r in zip(part.index, ranks(means)):
                 cells[(idx, metric)] = metric_cell(df.loc[idx], metric, r)
     return cells
@@ -249,6 +257,17 @@ def view_table1(df: pd.DataFrame) -> TableView:
     )
 
 
+def budget_text(part: pd.DataFrame) -> str:
+    """'600 (1200)', or '56 (5600), not ranked': a method's training budget and its bench budget, over
+    its rows (one per dataset)."""
+    count = lambda v: "–" if math.isnan(v) else f"{int(v)}"  # noqa: E731
+    texts = dict.fromkeys(
+        count(i) + (f" ({count(b)})" if not math.isnan(b) else "") + ("" if r else ", not ranked")
+        for i, b, r in zip(part["iterations"], part["bench_iterations"], part["ranked"])
+    )
+    return "; ".join(texts)
+
+
 def view_table2(df: pd.DataFrame) -> TableView:
     """One row per method; per dataset AP and AUC, and the paper's values where it states them."""
     df = df.reset_index(drop=True)
@@ -257,10 +276,11 @@ def view_table2(df: pd.DataFrame) -> TableView:
         d for d in datasets if df.loc[df["dataset"] == d, ["paper_ap", "paper_auc"]].notna().any().any()
     ]
     with_curves = [d for d in datasets if df.loc[df["dataset"] == d, "val_plateau"].notna().any()]
+    with_budget = bool(df["bench_iterations"].notna().any())
     cells = ranked_cells(df, ["group", "dataset"])
     other = OTHER_PAPERS
     ref_columns = {d: refs.table2_header_cells(other, df, d, dataset_label(d)) for d in datasets}
-    header = ["Group", "Method"]
+    header = ["Group", "Method", *(["Iterations (bench)"] if with_budget else [])]
     for d in datasets:
         header += [f"{dataset_label(d)} AP", f"{dataset_label(d)} AUC"]
         if d in with_curves:
@@ -270,7 +290,7 @@ def view_table2(df: pd.DataFrame) -> TableView:
         header += [h for _, h, _ in ref_columns[d]]  # other papers' values, in their own columns
     rows = []
     for (group, method), part in df.groupby(["group", "method"], sort=False):
-        row = [Cell(group), Cell(method)]
+        row = [Cell(group), Cell(method), *([Cell(budget_text(part))] if with_budget else [])]
         for d in datasets:
             hit = part.index[part["dataset"] == d]
             row += [cells[(hit[0], "ap")], cells[(hit[0], "auc")]] if len(hit) else [Cell("–"), Cell("–")]
@@ -295,7 +315,7 @@ def view_table2(df: pd.DataFrame) -> TableView:
         rows,
         ["Best in each group and dataset in bold, second underlined. (paper) = value stated in the paper.",
          STATS_NOTE, *refs.sources_note(other, shown), *selection_note(df),
-         *([CURVE_NOTE] if with_curves else [])],
+         *([CURVE_NOTE] if with_curves else []), *([BUDGET_NOTE] if with_budget else [])],
     )  # fmt: skip
 
 
