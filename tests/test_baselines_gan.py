@@ -181,7 +181,7 @@ def test_fanogan_needs_room_for_both_stages():
 
 
 @pytest.mark.parametrize(
-    ("preset", "gan", "encoder"), [("ci", 5, 1), ("demo", 400, 400), ("paper", 100_000, 50_000)]
+    ("preset", "gan", "encoder"), [("ci", 5, 1), ("demo", 28, 28), ("paper", 100_000, 50_000)]
 )
 def test_fanogan_stage_split_at_each_preset(preset, gan, encoder):
     """The paper's 100k + 50k, the demo's halves; CI's 6 iterations still reach a generator step (the

@@ -138,7 +138,8 @@ class AMAE(Method):
         # demo: about 1000 iterations are needed before the score leaves chance on the synthetic sets
         # (docs/methods.md, AMAE: plateau evidence and cost)
         "demo": {
-            "train.iterations": 1000,
+            # 1% of the bench budget, as f-AnoGAN's demo (sagan/methods/fanogan.py)
+            "train.iterations": 100,
             "model.patch_size": 8,  # 32 px -> 16 tokens
             "model.dim": 64,
             "model.depth": 3,
