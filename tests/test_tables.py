@@ -350,3 +350,37 @@ def test_table2_val_curve_columns_come_from_the_seed_mean_validation_curve(exper
         assert float(row["val_rise"]) == pytest.approx(max(0, 100 * (tail.max() - head.iloc[-1])), abs=0.01)
     md = (experiment / "tables" / "table2.md").read_text()
     assert "val. curve" in md and ("flat from" in md or "rising (+" in md)
+
+
+def test_a_synthetic_row_under_a_tenth_of_its_bench_budget_is_shown_but_not_ranked(tmp_path):
+    """Demo-preset runs of 200 iterations: f-AnoGAN's bench budget is 5600 (200 < 560: a pipeline
+    check), the AE's 2000 (200 is a tenth: ranked). f-AnoGAN scores higher than the AE here, yet the AE
+    is its group's best, f-AnoGAN takes no rank and no p, and the AE's p is not against it."""
+    from sagan.report.curves import bench_budget
+
+    root = make_experiment(
+        tmp_path / "demo", datasets=("synth-rsna",), methods=("ae", "fanogan"), seeds=(0, 1),
+        table3=None, table4=None, preset="demo",
+    )  # fmt: skip
+    assert main(["tables", "--results", str(root), "--out", str(root / "tables")]) == 0
+    t2 = read(root, "table2.csv").set_index("method")
+    assert bench_budget("fanogan", "demo", "synth-rsna") == 5600.0
+    assert np.isnan(bench_budget("fanogan", "paper", "synth-rsna")) and np.isnan(
+        bench_budget("ae", "demo", "rsna")
+    )
+    assert t2.loc["fanogan", "bench_iterations"] == "5600" and t2.loc["ae", "bench_iterations"] == "2000"
+    assert (t2.loc["fanogan", "ranked"], t2.loc["ae", "ranked"]) == ("0", "1")
+    assert float(t2.loc["fanogan", "auc_mean"]) > float(t2.loc["ae", "auc_mean"])
+    assert (t2.loc[["fanogan", "ae"], ["ap_p", "auc_p"]] == "").all().all()  # the AE is alone in its ranking
+    md = (root / "tables" / "table2.md").read_text()
+    fanogan, ae = (next(line for line in md.splitlines() if f"| {m} |" in line) for m in ("fanogan", "ae"))
+    assert "| 200 (5600), not ranked |" in fanogan and "**" not in fanogan and "<u>" not in fanogan
+    assert "| 200 (2000) |" in ae and ae.count("**") == 4  # AP and AUC bold
+    # the same runs without a preset (runs from before metrics.json recorded it): no column, all ranked
+    for path in (root / "runs").glob("**/metrics.json"):
+        m = json.loads(path.read_text())
+        del m["preset"]
+        path.write_text(json.dumps(m))
+    assert main(["tables", "--results", str(root), "--out", str(root / "tables")]) == 0
+    assert set(read(root, "table2.csv")["ranked"]) == {"1"}
+    assert "Iterations (bench)" not in (root / "tables" / "table2.md").read_text()

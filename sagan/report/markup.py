@@ -38,7 +38,7 @@ def to_csv(df: pd.DataFrame) -> str:
     two decimals and p-values at four, iterations as integers (empty where unknown)."""
     out = df.copy()
     for col in out.columns:
-        if col in ("iterations", "val_plateau", "val_flat"):
+        if col in ("iterations", "bench_iterations", "ranked", "val_plateau", "val_flat"):
             out[col] = ["" if math.isnan(v) else str(int(v)) for v in out[col]]
         elif col.endswith(("_mean", "_std", "_low", "_high", "_rise")) or col.startswith(("paper_", "ref_")):
             out[col] = [fmt(v) for v in out[col]]
