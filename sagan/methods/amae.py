@@ -136,9 +136,9 @@ class AMAE(Method):
         # steps, 200 epochs. A constant learning rate (train.lr_decay none, the trainer's default).
         "paper": {"train.iterations": 60_000, "train.checkpoint_every": 2000},
         # demo: about 1000 iterations are needed before the score leaves chance on the synthetic sets
-        # (docs/methods.md, AMAE: plateau evidence and cost)
+        # (docs/methods.md, AMAE: plateau evidence and cost); the demo's 30 minutes leave it 1% of its
+        # bench budget, a pipeline check (as f-AnoGAN's demo, sagan/methods/fanogan.py)
         "demo": {
-            # 1% of the bench budget, as f-AnoGAN's demo (sagan/methods/fanogan.py)
             "train.iterations": 100,
             "model.patch_size": 8,  # 32 px -> 16 tokens
             "model.dim": 64,

@@ -75,9 +75,10 @@ class DDAD(Method):
         # of its twice larger pool as well
         "paper": PAPER_BUDGET,
         # demo (32 px, batch 16): nine AE steps an iteration, so narrower AEs (63 ms an iteration on one
-        # CPU thread instead of 100, the same AUC); the AUC stops rising after ~500 iterations
+        # CPU thread instead of 100, the same AUC); the AUC stops rising after ~500 iterations, but the
+        # demo's 30 minutes leave it 1% of its bench budget, a pipeline check (as f-AnoGAN's demo,
+        # sagan/methods/fanogan.py)
         "demo": {
-            # 1% of the bench budget, as f-AnoGAN's demo (sagan/methods/fanogan.py)
             "train.iterations": 16,
             "train.lr_decay": "none",
             "model.base_width": 8,

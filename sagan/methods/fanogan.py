@@ -53,14 +53,15 @@ class FAnoGAN(Method):
     # paper: 64 px, batch 64, 100k critic iterations + 50k encoder iterations, constant learning rates.
     # demo (32 px, batch 16): 8-wide networks, the GAN at lr 1e-3 and the encoder at 5e-4 (our choice:
     # at the official 1e-4 / 5e-5 neither stage gets anywhere in a demo budget), half the run each;
-    # the measured plateau is in docs/methods.md. Cost at the demo preset, one thread (CPU time,
-    # benchmarks/stage_speed.py): GAN stage 0.10 s/it, encoder stage 0.053 s/it (about 62 s a run)
+    # the former demo budget's measurements are in docs/methods.md. Cost at the demo preset, one thread
+    # (CPU time, benchmarks/stage_speed.py): GAN stage 0.10 s/it, encoder stage 0.053 s/it
     PRESETS = {
         "paper": {"train.iterations": 150_000},
         "demo": {
-            # 1% of the bench budget: the demo's 30 minutes leave the four costliest baselines (f-AnoGAN,
-            # HealthyGAN, DDAD, AMAE) a pipeline-check budget; Table 2 names it beside the bench's (800
-            # iterations, 62 s a run, gave 63.6 / 57.2 / 62.0 AUC; benchmarks/RESULTS.md, "ninth session")
+            # 1% of the bench budget: the demo's 30 minutes on the slower machine leave the four costliest
+            # baselines (f-AnoGAN, HealthyGAN, DDAD, AMAE) a pipeline-check budget, which Table 2 shows
+            # beside the bench's and does not rank (the former 800 iterations, about 60 s a run, gave 63.6
+            # / 57.2 / 62.0 test AUC; benchmarks/RESULTS.md, "ninth session")
             "train.iterations": 56,
             "model.dim": 8,
             "model.lr": 1e-3,

@@ -49,7 +49,8 @@ class HealthyGAN(RestorationGAN):
         "paper": {"train.iterations": 400_000, "train.batch_size": 16, "train.lr_decay": "official"},
         "demo": {
             **{k: v for k, v in RestorationGAN.PRESETS["demo"].items() if not k.startswith("train.lr_decay")},
-            # 1% of the bench budget, as f-AnoGAN's demo (sagan/methods/fanogan.py; 300 gave 68.4 / 71.3 / 67.8)
+            # 1% of the bench budget, a pipeline check, as f-AnoGAN's demo (sagan/methods/fanogan.py; the
+            # former demo budget, 300, gave 68.4 / 71.3 / 67.8 test AUC)
             "train.iterations": 20,
             # HealthyGAN's demo keeps what it had before SAGAN's and Brainomaly's moved (batch 16,
             # critic lr 2e-4); it shares only their critic's He initialisation
