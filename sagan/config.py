@@ -84,7 +84,9 @@ SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     # demo: 32 px images, small networks; the README's main job, at budgets where the methods have
-    # learned (benchmarks/RESULTS.md). The budgets (train.iterations) are the methods' own, in their
+    # learned (benchmarks/RESULTS.md), except five baselines (the four costliest, and FPI, which learns
+    # late) at 1% of their bench budgets so that the demo fits its 30 minutes (pipeline checks, which
+    # Table 2 does not rank). The budgets (train.iterations) are the methods' own, in their
     # PRESETS["demo"] and PRESETS["bench"] and nowhere else (tests/test_trainer.py checks that each has one)
     "demo": {
         "data.image_size": 32,
