@@ -31,7 +31,7 @@ from sagan.cli import main as sagan
 from sagan.methods import method_names
 from sagan.report.curves import curve_text
 from sagan.report.runs import dataset_sort_key
-from sagan.report.tables import build_tables
+from sagan.report.tables import budget_text, build_tables
 
 
 def job_times(results: Path) -> pd.DataFrame:
@@ -49,10 +49,10 @@ def report(results: Path) -> str:
     t2 = t2[t2["dataset"].str.startswith("synth-")]
     datasets = sorted(set(t2["dataset"]), key=dataset_sort_key)
     times = job_times(results).groupby("method")["wall"].sum()
-    head = ["method"] + [f"{d} AUC / AP (val. curve)" for d in datasets] + ["job wall s"]
+    head = ["method", "it. (bench)"] + [f"{d} AUC / AP (val. curve)" for d in datasets] + ["job wall s"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for method, part in t2.groupby("method", sort=False):
-        cells = [method]
+        cells = [method, budget_text(part)]
         for d in datasets:
             hit = part[part["dataset"] == d]
             r = hit.iloc[0] if len(hit) else None

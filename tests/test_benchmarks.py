@@ -47,6 +47,7 @@ def test_synthetic_quality_reports_a_finished_experiment(tmp_path):
         seeds=(0, 1),
         table3=None,
         table4=None,
+        preset="demo",
     )
     for method, wall in (("ae", 12.4), ("ddad", 30.0)):
         tsv = root / "benchmarks" / "run" / "synth-rsna" / method / "ar0.6" / "default.tsv"
@@ -59,6 +60,7 @@ def test_synthetic_quality_reports_a_finished_experiment(tmp_path):
     rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
     assert set(rows) >= {"ae", "ddad", "ddad-intra"}
     assert rows["ae"].endswith("| 12 |") and rows["ddad"].endswith("| 30 |")
+    assert "| ae | 200 (2000) |" in rows["ae"] and "| ddad | 200 (1600) |" in rows["ddad"]
     assert "(the same runs)" in rows["ddad-intra"] and (
         "flat from" in rows["ae"] or "rising (+" in rows["ae"]
     )
