@@ -11,7 +11,7 @@ iteration within 75% of the budget, in points; more than TOL whenever the curve 
 How far a row of a synthetic set is from the plateau in iterations: its budget against its method's
 bench budget (PRESETS["bench"], config/bench.yaml), the budget at which the bench study measured its
 curves flat, at the demo's networks. A row trained for less than RANKED_SHARE of it is a pipeline
-check (the demo gives its costliest baselines 1%), and Table 2 does not rank it with the others.
+check (the demo gives five baselines 1%), and Table 2 does not rank it with the others.
 
 A staged method is judged over the stage that trains its score (`Method.score_start`, recorded in
 metrics.json as "score_start"): AMAE's score exists only in its last stage, f-AnoGAN's needs the
