@@ -75,6 +75,11 @@ def resolve_device(name: str) -> torch.device:
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # network initialisation
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # deterministic mode also fills every new tensor (NaN for floats), a guard against ops that read
+    # uninitialised memory; none of ours does (each method's parameters after 12 demo steps, and the
+    # demo's tables, are bit-identical either way: benchmarks/RESULTS.md, "ninth session"), and the
+    # fill costs 1-3.5% of a demo iteration
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = False
 
 
