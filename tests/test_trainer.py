@@ -557,8 +557,6 @@ def test_turning_off_the_uninitialised_memory_fill_changes_no_number(method):
     from sagan.trainer import BatchMaker
 
     def parameters_after_6_steps(fill: bool) -> dict[str, torch.Tensor]:
-        seed_everything(0)
-        torch.utils.deterministic.fill_uninitialized_memory = fill
         cfg = resolve_config(method, 0, "demo", None, {})
         size, batch = cfg.data.image_size, cfg.train.batch_size
         g = torch.Generator().manual_seed(0)
@@ -566,12 +564,14 @@ def test_turning_off_the_uninitialised_memory_fill_changes_no_number(method):
         data = TrainingData(
             None, images(2 * batch), images(2 * batch), {}, images(4), np.zeros(4), [], np.arange(4)
         )
-        net = build_method(cfg, torch.device("cpu"))
+        net = build_method(cfg, torch.device("cpu"))  # seeds, and sets deterministic mode without the fill
         net.train()
         batches, rng = (
             BatchMaker(data, cfg, torch.device("cpu"), net.transform()),
             torch.Generator().manual_seed(0),
         )
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        assert not fill or torch.empty(8).isnan().all()  # with the fill on, a new tensor is NaN
         for t in range(6):
             net.training_step(batches(t, rng), t, rng)
         return {k: v.clone() for k, v in net.state_dict().items()}
