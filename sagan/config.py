@@ -53,6 +53,12 @@ class TrainConfig:
     device: str = choice("auto", ("auto", "cpu", "cuda"))
     amp: str = choice("none", ("none", "bf16"))  # optional bf16 autocast
     threads: int = at_least(0, 0)  # torch CPU threads; 0 = torch's default (not part of a run's identity)
+    # torch.compile (inductor) the networks the method names in `Method.compiled` (the restoration GANs'
+    # generator) for training: 1.1-1.7x a full-size SAGAN step on CPU after about 100 s of compiling,
+    # 1.6-2.1x the authors' procedure (benchmarks/RESULTS.md, "eleventh session"); at the demo's size
+    # the compile costs more than it saves. Float rounding only (not part of a run's identity); CPU
+    # needs a C++ compiler.
+    compile: bool = False
     # learning-rate schedule, applied by the trainer to every optimiser from its initial lr:
     # "linear": the SAGAN paper's intent, decay toward 0 over the last half, in steps every
     # lr_decay_every iterations; "official": the authors' code (subtracts lr/decay_iters per step:

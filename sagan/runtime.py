@@ -5,6 +5,8 @@ A run's identity is its configuration, the fingerprint of its training code and 
 checkpoint is resumed, and evaluated, only by a run of the same identity. The thread count
 (`train.threads`) is not part of it, so that a job rerun with other `--cores` keeps its progress; on
 CPU it changes float sums in the last digits, so such a run equals an uninterrupted one up to those.
+Nor is `train.compile`, for the same reason: compiled networks compute the same functions, rounded
+differently (tests/test_compile.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import torch
 from sagan.config import SECTIONS, RunConfig, build_config, flatten, read_yaml
 from sagan.errors import ConfigError, DatasetError
 from sagan.fingerprint import stage_hash
-from sagan.methods import Method, get_method
+from sagan.methods import Method, get_method, method_names
 
 # config keys that do not change a run's results (see the module docstring)
-NOT_IDENTITY = ("train.threads",)
+NOT_IDENTITY = ("train.threads", "train.compile")
 # what `sagan evaluate` writes into a run folder, the "done" marker first: metrics.json is written
 # last, so a run that has it is evaluated and the other files are of the same evaluation
 EVALUATION_FILES = ("metrics.json", "scores.csv", "maps.npz")
@@ -40,7 +42,14 @@ def resolve_config(
 ) -> RunConfig:
     """The fully resolved, validated configuration of one run (see `sagan.config` for the order)."""
     cls = get_method(method)
-    return build_config(method, cls.Config, cls.PRESETS, seed, preset, config_file, overrides)
+    cfg = build_config(method, cls.Config, cls.PRESETS, seed, preset, config_file, overrides)
+    if cfg.train.compile and not cls.compiled:
+        able = [name for name in method_names() if get_method(name).compiled]
+        raise ConfigError(
+            f"train.compile=true: method {method} has no network to compile (those that do: "
+            f"{', '.join(able)}); set it for those methods only"
+        )
+    return cfg
 
 
 def load_run_config(run: str | Path) -> RunConfig:
@@ -112,6 +121,14 @@ def build_method(cfg: RunConfig, device: torch.device) -> Method:
     """The method of a run, its networks seeded from the run seed, on the device."""
     seed_everything(cfg.seed)
     return get_method(cfg.method)(cfg.model, cfg.data.image_size, cfg.train.iterations).to(device)
+
+
+def compile_networks(method: Method, backend: str = "inductor") -> None:
+    """`train.compile`: torch.compile the method's `compiled` networks in place (`nn.Module.compile`:
+    the same parameters and state_dict keys, so checkpoints load compiled or not). The first call of
+    each input shape and mode compiles (minutes at full size), the later ones run the compiled code."""
+    for name in method.compiled:
+        getattr(method, name).compile(backend=backend)
 
 
 # --- identity -----------------------------------------------------------------------------------

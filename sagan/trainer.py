@@ -30,6 +30,7 @@ from sagan.methods.base import Transform
 from sagan.runtime import (
     EVALUATION_FILES,
     build_method,
+    compile_networks,
     identity_config,
     identity_differences,
     keep_freed_memory,
@@ -183,6 +184,8 @@ def train(run: str | Path, cfg: RunConfig) -> Path:
     keep_freed_memory()
     device = resolve_device(cfg.train.device)
     method = build_method(cfg, device)
+    if cfg.train.compile:
+        compile_networks(method)
     data = training_data(method, cfg, device)
     method.train()
     opts = method.optimizers

@@ -194,6 +194,7 @@ def test_rerun_with_other_thread_count_resumes(tiny_dataset, tmp_path, caplog):
         (["--set", "train.lr_decay=cosine"], "choose one of linear, official, none"),
         (["--set", "data.anomaly_ratio=1.5"], "outside [0, 1]"),
         (["--preset", "huge"], "unknown preset 'huge'; choose one of paper, demo, ci, bench"),
+        (["--method", "ae", "--set", "train.compile=true"], "method ae has no network to compile"),
     ],
 )
 def test_bad_options_are_one_line_errors(tiny_dataset, tmp_path, capsys, argv, message):

@@ -48,6 +48,9 @@ class Method(nn.Module):
     extra_groups: ClassVar[dict[str, str]] = {}
     Config: ClassVar[type]  # dataclass of model settings, the paper's values as defaults
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}  # preset -> overrides ("model.x", "train.lr_decay")
+    # the networks (attribute names) that `train.compile` compiles; never a critic whose gradient penalty
+    # needs a double backward, which compiled graphs do not support
+    compiled: ClassVar[tuple[str, ...]] = ()
 
     optimizers: dict[str, torch.optim.Optimizer]  # built in __init__
 

@@ -89,6 +89,7 @@ class RestorationGAN(Method):
     """Base of the GAN methods: subclasses implement `build_generator`, `restore` and `generator_parts`."""
 
     group = SEMI_SUPERVISED
+    compiled = ("G",)  # `train.compile`: the generator (the critic's penalty needs a double backward)
     # The paper decays the learning rates linearly over the last half (steps every 1000 iterations).
     # Demo: a narrow generator at 32 px and a 32-wide critic, He-initialised (d_init=kaiming): from
     # PyTorch's default init (the authors') the critic starts nearly constant (gradient penalty ~1, no
