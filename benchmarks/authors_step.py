@@ -43,7 +43,7 @@ from sagan.losses import identity_loss, restoration_loss, wgan_d_loss, wgan_g_lo
 from sagan.methods.base import Batch
 from sagan.methods.gan import G_PASSES, RestorationGAN
 from sagan.models.discriminator import CentralTaps
-from sagan.runtime import build_method, keep_freed_memory, resolve_config
+from sagan.runtime import build_method, compile_networks, keep_freed_memory, resolve_config
 from sagan.trainer import BatchMaker
 
 VARIANTS = ("project", "authors")
@@ -115,9 +115,8 @@ def run_child(a: argparse.Namespace) -> dict:
     if a.variant == "project":
         keep_freed_memory()  # as the trainer does
     m, batches = setup(a.preset, a.batch, device, a.seed, a.g_pass)
-    if a.compile:
-        # the generator only: the critic's double backward (the penalty) cannot be compiled
-        m.G = torch.compile(m.G, backend=a.compile_backend)
+    if a.compile:  # `train.compile`: the generator (the critic's penalty needs a double backward)
+        compile_networks(m, a.compile_backend)
     if a.variant == "authors":
         for i, layer in enumerate(m.D.main):
             if isinstance(layer, CentralTaps):
@@ -175,7 +174,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1, help="parent: children per variant, alternated")
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
-    p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    p.add_argument("--compile", action="store_true", help="compile the generator (`train.compile`)")
     p.add_argument(
         "--compile-backend", default="inductor", help="aot_eager: traces without compiling (quick)"
     )

@@ -1,6 +1,7 @@
 """Training speed and memory: seconds per iteration of every method at a given batch size.
 
 Usage: python benchmarks/train_speed.py [--preset paper|demo] [--batch 64] [--iters 3] [--device cpu|cuda]
+       [--compile]
 Uses random in-memory images of the preset's size (speed does not depend on the pixel values); the
 timed loop is the trainer's own (BatchMaker slices device tensors and applies the method's transform
 on the device, method step).
@@ -17,6 +18,7 @@ import torch
 from stage_speed import in_memory_method
 
 from sagan.methods import method_names
+from sagan.runtime import compile_networks
 
 
 def bench(
@@ -32,6 +34,8 @@ def bench(
     cfg, m, batches, rng = in_memory_method(
         method, preset, {**(overrides or {}), "train.batch_size": batch}, device
     )
+    if cfg.train.compile:
+        compile_networks(m)  # compiled in the warm-up (the critic's and the generator's step)
     size = cfg.data.image_size
     ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
     n_critic = getattr(cfg.model, "n_critic", 1)
@@ -71,13 +75,17 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--compile", action="store_true", help="train.compile (the methods that have it)")
     p.add_argument("--methods", default=",".join(method_names()))
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(f"device={a.device} threads={torch.get_num_threads()} torch={torch.__version__} bf16={a.bf16}")
+    print(
+        f"device={a.device} threads={torch.get_num_threads()} torch={torch.__version__} bf16={a.bf16} compile={a.compile}"
+    )
     for method in a.methods.split(","):
-        r = bench(method, a.preset, a.batch, a.iters, torch.device(a.device), a.bf16)
+        sets = {"train.compile": True} if a.compile else {}
+        r = bench(method, a.preset, a.batch, a.iters, torch.device(a.device), a.bf16, sets)
         extra = f" peak_gpu={r['peak_gpu_GiB']:.2f}GiB" if "peak_gpu_GiB" in r else ""
         print(
             f"{r['method']:11s} preset={r['preset']:5s} {r['image_size']}px batch={r['batch']:3d} "
