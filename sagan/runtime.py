@@ -126,7 +126,8 @@ def build_method(cfg: RunConfig, device: torch.device) -> Method:
 def compile_networks(method: Method, backend: str = "inductor") -> None:
     """`train.compile`: torch.compile the method's `compiled` networks in place (`nn.Module.compile`:
     the same parameters and state_dict keys, so checkpoints load compiled or not). The first call of
-    each input shape and mode compiles (minutes at full size), the later ones run the compiled code."""
+    each input shape and mode compiles (about 100 s at full size on CPU), the later ones run the compiled
+    code."""
     for name in method.compiled:
         getattr(method, name).compile(backend=backend)
 
