@@ -1,4 +1,4 @@
-"""Each convolution of a method's generator at its real input shape, timed alone: forward, backward
+"""Each convolution of a restoration GAN's generator at its real input shape, timed alone: forward, backward
 (input and weight gradients) and GFLOP/s, to see how much of a training step is convolution work and
 which layers run far below the machine's best.
 
@@ -15,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+from sagan.methods import get_method, method_names
 from sagan.runtime import build_method, resolve_config
 
 
@@ -38,7 +39,8 @@ def conv_flops(m: nn.Module, shape: tuple, out: torch.Tensor) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--method", default="sagan")
+    gans = [name for name in method_names() if "G" in get_method(name).compiled]  # SAGAN, Brainomaly, ...
+    p.add_argument("--method", default="sagan", choices=gans)
     p.add_argument("--preset", default="paper")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from stage_speed import in_memory_method
 
-from sagan.methods import method_names
+from sagan.methods import get_method, method_names
 from sagan.runtime import compile_networks
 
 
@@ -75,7 +75,9 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--bf16", action="store_true")
-    p.add_argument("--compile", action="store_true", help="train.compile (the methods that have it)")
+    p.add_argument(
+        "--compile", action="store_true", help="train.compile for the methods that have it (the others eager)"
+    )
     p.add_argument("--methods", default=",".join(method_names()))
     a = p.parse_args()
     if a.threads:
@@ -84,7 +86,7 @@ def main() -> None:
         f"device={a.device} threads={torch.get_num_threads()} torch={torch.__version__} bf16={a.bf16} compile={a.compile}"
     )
     for method in a.methods.split(","):
-        sets = {"train.compile": True} if a.compile else {}
+        sets = {"train.compile": True} if a.compile and get_method(method).compiled else {}
         r = bench(method, a.preset, a.batch, a.iters, torch.device(a.device), a.bf16, sets)
         extra = f" peak_gpu={r['peak_gpu_GiB']:.2f}GiB" if "peak_gpu_GiB" in r else ""
         print(
