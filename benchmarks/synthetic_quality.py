@@ -35,10 +35,12 @@ from sagan.report.tables import budget_text, build_tables
 
 
 def job_times(results: Path) -> pd.DataFrame:
-    """Job wall seconds of each run job (DIR/benchmarks/run/<dataset>/<method>/...tsv)."""
+    """Job wall seconds of each run job: DIR/benchmarks/run/<dataset>/<method>/...tsv for a row or run
+    job, DIR/benchmarks/run/<method>.tsv for a method job (every dataset; `datasets_in_one_job`)."""
     rows = []
-    for path in sorted((results / "benchmarks" / "run").glob("*/*/**/*.tsv")):
-        dataset, method = path.relative_to(results / "benchmarks" / "run").parts[:2]
+    for path in sorted((results / "benchmarks" / "run").glob("**/*.tsv")):
+        parts = path.relative_to(results / "benchmarks" / "run").parts
+        dataset, method = ("(every dataset)", path.stem) if len(parts) == 1 else parts[:2]
         bench = pd.read_csv(path, sep="\t")
         rows.append({"dataset": dataset, "method": method, "wall": bench["s"].sum()})
     return pd.DataFrame(rows, columns=["dataset", "method", "wall"])

@@ -102,10 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     # --- training and evaluation -----------------------------------------------------------
     for name, text in (
         ("train", "train (or resume) one run"),
-        ("run", "train (or resume) one run, then evaluate it, in one process (the workflow's job)"),
+        ("run", "train (or resume) runs, then evaluate them, in one process (the workflow's job)"),
     ):
         s = sub.add_parser(name, help=text)
-        s.add_argument("--data", required=True, help="prepared dataset folder")
+        if name == "train":
+            s.add_argument("--data", required=True, help="prepared dataset folder")
+        else:
+            s.add_argument(
+                "--data", required=True, nargs="+", metavar="DATA",
+                help="prepared dataset folder(s); several run one after the other",
+            )  # fmt: skip
         s.add_argument("--method", required=True)
         if name == "train":
             s.add_argument(
@@ -117,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--seed", type=int, nargs="+", default=None, metavar="SEED",
                 help="run seed(s) (default: the --config file's, else 0); several run one after the other",
             )  # fmt: skip
-            s.add_argument("--out", required=True, help="run folder; with several seeds it contains {seed}")
+            s.add_argument(
+                "--out", required=True,
+                help="run folder; with several seeds it contains {seed}, with several datasets {dataset}",
+            )  # fmt: skip
         s.add_argument("--config", default=None, help="YAML file with model/data/train/eval sections")
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
         s.add_argument(

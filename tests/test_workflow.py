@@ -70,18 +70,26 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize("name", ["demo", "ci", "bench"])
 def test_synthetic_dry_run_job_counts(tmp_path, name):
-    # the demo, CI's pipeline check and the benchmark run the same matrix at other budgets, one job
-    # per table row, whose process trains and evaluates the row's three seeds one after the other
+    # the demo, CI's pipeline check and the benchmark run the same matrix at other budgets: one job per
+    # method for its Table 2 rows (every dataset, 3 seeds, one process) and one job per other table row
     shown = snakemake(tmp_path, "-n", "-p", "--configfile", str(REPO / f"config/{name}.yaml"))
     assert shown.returncode == 0, shown.stderr
     # the demo trains Tables 1-2 only (config/demo.yaml says why); CI and the benchmark every table
     runs = expected_runs(len(method_names())) if name != "demo" else 3 * 3 * len(method_names())
-    rows = runs // 3
-    assert job_counts(shown.stdout) == {
-        "synth": 3, "splits": 3, "run": rows, "tables": 1, "figures": 1, "all": 1, "total": 9 + rows,
-    }  # fmt: skip
+    methods = len(method_names())
+    rows = runs // 3 - 3 * methods  # the rows of Tables 3 and 4 that are not Table 2's
+    expected = {"synth": 3, "splits": 3, "run_method": methods, "tables": 1, "figures": 1, "all": 1}
+    expected |= {"run": rows} if rows else {}
+    assert job_counts(shown.stdout) == {**expected, "total": 9 + methods + rows}
     commands = [line for line in shown.stdout.splitlines() if "sagan run " in line]
-    assert len(commands) == rows and all("--seed 0 1 2 --out " in c and "/seed{seed}'" in c for c in commands)
+    assert len(commands) == methods + rows and all(
+        "--seed 0 1 2 --out " in c and "/seed{seed}'" in c for c in commands
+    )
+    data = " ".join(f"data/prepared/{d}" for d in ("synth-rsna", "synth-vindr", "synth-lag"))
+    method_jobs = [c for c in commands if f"--data {data} " in c]
+    assert len(method_jobs) == methods and all("/runs/{dataset}/" in c for c in method_jobs)
+    # the longest jobs first: a method job's priority is its budget in iterations
+    assert re.findall(r"priority: (\d+)", shown.stdout)
     # every run logs its validation curve, and the figures include the validation curves
     assert f"--preset {name}" in shown.stdout and "--set eval.val_every=" in shown.stdout
     assert shown.stdout.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown.stdout

@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import sys
+from argparse import Namespace
 from functools import cache
 from pathlib import Path
 
@@ -36,6 +37,9 @@ SEEDS = list(config["seeds"])
 # one job per run (the default: runs in parallel, e.g. on a cluster), or one job per row that trains
 # and evaluates its seeds one after the other in one process (saves two Python + torch starts a row)
 SEEDS_IN_ONE_JOB = config.get("seeds_in_one_job", False)
+# and with it, one job per method for its Table 2 rows: every dataset's row in one process (saves two
+# more starts a method); Tables 3 and 4's other rows stay row jobs
+DATASETS_IN_ONE_JOB = config.get("datasets_in_one_job", False)
 TABLE3 = config.get("table3")
 TABLE4 = config.get("table4")
 
@@ -47,6 +51,8 @@ def config_error(message):
 for _m in METHODS:
     if _m not in REGISTERED:
         config_error(f"unknown method {_m!r} in 'methods'; registered: {', '.join(REGISTERED)}")
+if DATASETS_IN_ONE_JOB and not SEEDS_IN_ONE_JOB:
+    config_error("datasets_in_one_job: true needs seeds_in_one_job: true (a method job runs every seed)")
 for _key, _table in (("table3", TABLE3), ("table4", TABLE4)):
     if _table and _table["dataset"] not in DATASETS:
         config_error(f"{_key}.dataset {_table['dataset']!r} is not in 'datasets' ({', '.join(DATASETS)})")
@@ -111,6 +117,23 @@ def train_sets(wildcards):
     return " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in text.items())
 
 
+def method_job_dirs(wildcards):
+    """The run folders of a method job, with `{dataset}` and `{seed}` left for `sagan run`."""
+    return RUN.format(dataset="{dataset}", method=wildcards.method, ar=ar_tag(MAIN_AR), variant="default", seed="{seed}")
+
+
+def method_job_sets(wildcards):
+    """`--set` options of a method job: those of its Table 2 rows (the same on every dataset)."""
+    return train_sets(Namespace(method=wildcards.method, ar=ar_tag(MAIN_AR), variant="default"))
+
+
+def method_job_budget(wildcards):
+    """A method job's priority: its runs' budget in iterations, so that the longest jobs start first
+    and none is left to run alone at the end (two cores, a dozen jobs of unequal length)."""
+    options = train_options(wildcards.method, ar_tag(MAIN_AR), "default")
+    return resolve_config(wildcards.method, 0, config["preset"], None, options).train.iterations
+
+
 def ratios_of(dataset):
     """Anomaly ratios trained on a dataset (checked by `sagan splits` before any training)."""
     return sorted({float(k[2]) for k in MATRIX if k[0] == dataset and k[2] != "0_u"})
@@ -123,8 +146,9 @@ def run_dir(wildcards):
 
 
 def job_runtime(wildcards, attempt):
-    """Minutes of a run job; a row job runs every seed."""
-    return JOBS["run"].get("runtime", 60) * (len(SEEDS) if SEEDS_IN_ONE_JOB else 1)
+    """Minutes of a run job; a row job runs every seed, a method job every dataset's row."""
+    runs = len(SEEDS) if SEEDS_IN_ONE_JOB else 1
+    return JOBS["run"].get("runtime", 60) * runs * (len(DATASETS) if "dataset" not in wildcards.keys() else 1)
 
 
 def run_files(name):

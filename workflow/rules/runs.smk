@@ -1,7 +1,8 @@
-# One job per run (dataset, method, anomaly ratio, variant, seed), or, with `seeds_in_one_job: true`
-# (the synthetic configurations), one job per table row that runs its seeds one after the other:
+# One job per run (dataset, method, anomaly ratio, variant, seed), or, with `seeds_in_one_job: true`,
+# one job per table row that runs its seeds one after the other, and with `datasets_in_one_job: true`
+# as well (the synthetic configurations), one job per method for its Table 2 rows, every dataset's:
 # `sagan run` trains and then evaluates in the same process, so a run costs one Python + torch start
-# (a row job: one for all its seeds), not two.
+# (a row job: one for all its seeds; a method job: one for all its datasets and seeds), not two.
 
 
 # checkpoints/ is deliberately not an output: Snakemake deletes outputs before it reruns an
@@ -50,3 +51,41 @@ rule run:
         "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
         " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
         " --maps {params.maps} > {log} 2>&1"
+
+
+if DATASETS_IN_ONE_JOB:
+    # a Table 2 row's files can come from either rule: the method job makes them
+    ruleorder: run_method > run
+
+    rule run_method:
+        input:
+            data=expand("data/prepared/{dataset}", dataset=DATASETS),
+            splits=ancient(expand(f"{RESULTS}/splits/{{dataset}}.json", dataset=DATASETS)),
+        output:
+            [
+                f"{ROW.format(dataset=d, method='{method}', ar=ar_tag(MAIN_AR), variant='default')}/seed{s}/{name}"
+                for d in DATASETS
+                for s in SEEDS
+                for name in RUN_OUTPUTS.values()
+            ],
+        log:
+            f"{RESULTS}/logs/run/{{method}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/run/{{method}}.tsv"
+        params:
+            run=method_job_dirs,
+            seeds=" ".join(map(str, SEEDS)),
+            preset=config["preset"],
+            sets=method_job_sets,
+            maps=config["maps"],
+            code=lambda w: code("run", w.method),
+        priority: method_job_budget
+        threads: JOBS["run"]["threads"]
+        resources:
+            **job_resources("run"),
+        conda:
+            "../envs/sagan.yaml"
+        shell:
+            "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
+            " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
+            " --maps {params.maps} > {log} 2>&1"
