@@ -9,7 +9,8 @@ are measured here, one thread as in a workflow job:
 I: the run's iterations; s: seconds per training iteration (the trainer's loop, benchmarks/train_speed.py,
 per method and Table 3 variant; staged methods such as AMAE at their first stage); v: one validation
 pass (the 2 x VAL_COUNT validation images, scored in batches; the last v stands for the final
-evaluation); k: the seeds the job runs (`sagan run --seed 0 1 2`: a row job of `seeds_in_one_job`);
+evaluation); k: the runs the job runs (`sagan run --seed 0 1 2`: a row job of `seeds_in_one_job`; with
+`--data A B C` as well, a method job of `datasets_in_one_job`: nine);
 c: the fixed cost of a job, measured as a Python start that imports `sagan.run` and `torch._dynamo`
 (or --fixed, which then stands for c + the evaluations).
 On CPU the clock is CPU seconds (`--clock cpu`, the default): what an unloaded core takes, which a
@@ -44,8 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_jobs(configfile: Path) -> list[tuple[str, str, dict[str, str], int]]:
-    """(method, preset, --set options, number of seeds) of every run job of a dry run in an empty
-    folder (a row job of `seeds_in_one_job: true` runs several seeds in one process)."""
+    """(method, preset, --set options, number of runs) of every run job of a dry run in an empty
+    folder (a row job of `seeds_in_one_job: true` runs several seeds in one process, a method job of
+    `datasets_in_one_job: true` several datasets' rows)."""
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             ["snakemake", "-s", str(REPO / "Snakefile"), "-d", tmp, "-n", "-p", "--configfile", str(configfile)],
@@ -58,10 +60,15 @@ def run_jobs(configfile: Path) -> list[tuple[str, str, dict[str, str], int]]:
             opt = {w: words[i + 1] for i, w in enumerate(words) if w in ("--method", "--preset")}
             sets = parse_set([words[i + 1] for i, w in enumerate(words) if w == "--set"])
             sets.pop("train.threads", None)
-            at = words.index("--seed") + 1
-            seeds = len(list(takewhile(lambda w: not w.startswith("--"), words[at:])))
-            jobs.append((opt["--method"], opt["--preset"], sets, seeds))
+            jobs.append(
+                (opt["--method"], opt["--preset"], sets, values(words, "--seed") * values(words, "--data"))
+            )
     return jobs
+
+
+def values(words: list[str], flag: str) -> int:
+    """How many values follow `flag` in a command's words (`--seed 0 1 2`: 3)."""
+    return len(list(takewhile(lambda w: not w.startswith("--"), words[words.index(flag) + 1 :])))
 
 
 def validation_seconds(cfg, device: torch.device, clock: Callable[[], float], repeats: int = 3) -> float:
@@ -113,7 +120,7 @@ def main() -> None:
     start = start_seconds(clock_name) if a.fixed is None else 0.0
     speed: dict[tuple, tuple[float, float]] = {}  # (method, model/variant options) -> (s, v)
     rows: dict[str, list[float]] = {}  # method -> [runs, iterations, seconds]
-    for method, preset, sets, seeds in jobs:
+    for method, preset, sets, runs in jobs:
         ar = sets.pop("data.anomaly_ratio", "0.6")
         key = (method, preset, tuple(sorted(sets.items())), ar == "0_u")
         cfg = resolve_config(method, 0, preset, None, {**sets, "data.anomaly_ratio": ar})
@@ -125,9 +132,9 @@ def main() -> None:
         n_val = math.ceil(cfg.train.iterations / cfg.eval.val_every) if cfg.eval.val_every else 0
         one_run = cfg.train.iterations * s + n_val * v + (0.0 if a.fixed is not None else v)
         row = rows.setdefault(method, [0, 0, 0.0])
-        row[0] += seeds
+        row[0] += runs
         row[1] = max(row[1], cfg.train.iterations)
-        row[2] += seeds * one_run + (a.fixed if a.fixed is not None else start)
+        row[2] += runs * one_run + (a.fixed if a.fixed is not None else start)
     print(f"{a.configfile}: {len(jobs)} run jobs ({sum(j[3] for j in jobs)} runs), {a.jobs} at once, device {a.device}, one thread a job, "
           f"{clock_name} seconds")  # fmt: skip
     print(f"fixed cost per job: {'--fixed ' if a.fixed is not None else ''}"

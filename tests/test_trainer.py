@@ -514,6 +514,31 @@ def test_run_command_with_several_seeds_equals_one_process_per_seed(tiny_val_dat
 
 
 @pytest.mark.parametrize(
+    ("other", "out", "message"),
+    [
+        (
+            "other",
+            "row/seed{seed}",
+            "with several datasets each run needs its own folder; put {dataset} in it",
+        ),
+        ("copy/{name}", "{dataset}/seed{seed}", "two dataset folders have the same name"),
+    ],
+)
+def test_run_command_with_several_datasets_needs_a_folder_per_dataset(
+    tiny_val_dataset, tmp_path, capsys, other, out, message
+):
+    # a method job of the workflow (`datasets_in_one_job`): `sagan run --data A B C`, one folder per
+    # dataset through {dataset} (the data folder's name); refused before any run started
+    args = train_args(tiny_val_dataset, iters=2)
+    second = tmp_path / other.format(name=tiny_val_dataset.name)
+    args.insert(args.index(str(tiny_val_dataset)) + 1, str(second))
+    assert cli(["run", *args, "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "row").exists() and not (tmp_path / tiny_val_dataset.name).exists()
+
+
+@pytest.mark.parametrize(
     ("seeds", "out", "message"),
     [(["0", "1"], "row", "put {seed} in it"), (["1", "1"], "row/seed{seed}", "a seed is given twice")],
 )

@@ -226,6 +226,7 @@ TINY = {
     "methods": ["sagan"],
     "seeds": [0],
     "seeds_in_one_job": True,  # as config/demo.yaml: a row job (`sagan run --seed 0 --out .../seed{seed}`)
+    "datasets_in_one_job": True,  # and SAGAN's Table 2 rows in one method job (`sagan run --data A B C`)
     "table3": {"dataset": "synth-vindr"},
     "table4": {"dataset": "synth-rsna", "ratios": ["0_u", 0.6]},
     "overrides": {
@@ -295,6 +296,12 @@ def test_end_to_end_demo_through_dvc_and_snakemake(project):
     assert len(val_logs) == len(list((results / "runs").glob("**/metrics.json"))) == 8
     assert all(pd.read_csv(p)["iteration"].tolist() == [5, 10] for p in val_logs)
     assert (results / "figures/anomaly_ratio.png").is_file()
+    # one method job (SAGAN's three Table 2 rows) and a row job for each other row of Tables 3 and 4
+    assert sorted(p.relative_to(results / "logs/run").as_posix() for p in (results / "logs/run").rglob("*.log")) == [
+        "sagan.log", "synth-rsna/sagan/ar0_u/default.log", "synth-vindr/brainomaly/ar0.6/default.log",
+        "synth-vindr/sagan/ar0.6/acm0-arrm0.log", "synth-vindr/sagan/ar0.6/acm0-arrm1.log",
+        "synth-vindr/sagan/ar0.6/acm1-arrm0.log",
+    ]  # fmt: skip
 
     # everything is up to date for DVC and for Snakemake; committed tables match the runs
     assert "up to date" in dvc(project, "status", "report@demo").stdout

@@ -63,19 +63,23 @@ def torch_file(obj) -> bytes:
 
 
 # runs the sagan CLI, but the process SIGKILLs itself at an exact point however loaded the machine:
-# "checkpoint N" as it is about to save the checkpoint of iteration N or later, "write NAME" as it is
-# about to write a file called NAME
+# "checkpoint N" as it is about to save the checkpoint of iteration N or later ("checkpoint TEXT:N":
+# of a run whose folder path contains TEXT), "write NAME" as it is about to write a file called NAME
 KILL_AT = (
     "import os, signal, sys, torch\n"
     "import sagan.atomic, sagan.evaluate, sagan.trainer\n"
     "kind, at = sys.argv[1], sys.argv[2]\n"
     "save, write = torch.save, sagan.atomic.write_atomic\n"
+    "where, _, n = at.rpartition(':')\n"
+    "due = []  # a checkpoint of TEXT:N serialised, to be killed as it is written in a folder with TEXT\n"
     "def save_or_die(obj, *args, **kwargs):\n"
-    "    if kind == 'checkpoint' and isinstance(obj, dict) and obj.get('iteration', 0) >= int(at):\n"
-    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    if kind == 'checkpoint' and isinstance(obj, dict) and obj.get('iteration', 0) >= int(n):\n"
+    "        if not where:\n"
+    "            os.kill(os.getpid(), signal.SIGKILL)\n"
+    "        due.append(True)\n"
     "    return save(obj, *args, **kwargs)\n"
     "def write_or_die(path, data):\n"
-    "    if kind == 'write' and os.path.basename(path) == at:\n"
+    "    if (due and due.pop() and where in str(path)) or (kind == 'write' and os.path.basename(path) == at):\n"
     "        os.kill(os.getpid(), signal.SIGKILL)\n"
     "    return write(path, data)\n"
     "torch.save = save_or_die\n"

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from sagan.cli import main
+from tests.conftest import make_tiny_dataset
 from tests.faults.runs import (
     checkpoint_of,
     evaluated,
@@ -137,3 +138,28 @@ def test_a_killed_run_resumes_with_another_thread_count(data, tmp_path):
     assert checkpoint_of(run)["iteration"] == 8
     assert pd.read_csv(run / "train_log.csv")["iteration"].tolist() == [2, 4, 6, 8]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 2
+
+
+def test_a_method_job_killed_in_its_second_dataset_resumes_there_and_retrains_nothing(tmp_path):
+    # the workflow's method job (`datasets_in_one_job`): `sagan run --data A B`, killed as B's run saves
+    # its iteration-4 checkpoint, after A's run was trained and evaluated; the same command again
+    # evaluates A only and resumes B from iteration 2, to the result of B trained alone, uninterrupted
+    a = make_tiny_dataset(tmp_path / "set-a", size=32, n_train=8, n_unl=4, n_test=4)
+    b = make_tiny_dataset(tmp_path / "set-b", size=32, n_train=8, n_unl=4, n_test=4, seed=1)
+    argv = train_argv(a, tmp_path / "runs" / "{dataset}" / "seed{seed}", iters=6, command="run")
+    argv.insert(argv.index(str(a)) + 1, str(b))
+    run_a, run_b = tmp_path / "runs" / "set-a" / "seed0", tmp_path / "runs" / "set-b" / "seed0"
+    killed_at("checkpoint", f"{run_b}:4", argv)
+    assert evaluated(run_a) == ["maps.npz", "metrics.json", "scores.csv"]
+    assert checkpoint_of(run_a)["iteration"] == 6 and checkpoint_of(run_b)["iteration"] == 2
+    assert evaluated(run_b) == []
+    trained_a = (run_a / "checkpoints" / "last.pt").read_bytes()
+    done = run_sagan(*argv)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming {run_a} from iteration 6" in done.stderr
+    assert f"resuming {run_b} from iteration 2" in done.stderr and "from scratch" not in done.stderr
+    assert (run_a / "checkpoints" / "last.pt").read_bytes() == trained_a  # evaluated again, not retrained
+    assert evaluated(run_b) == ["maps.npz", "metrics.json", "scores.csv"]
+    alone = tmp_path / "alone"
+    assert run_sagan(*train_argv(b, alone, iters=6, command="run")).returncode == 0
+    assert (alone / "scores.csv").read_bytes() == (run_b / "scores.csv").read_bytes()

@@ -127,11 +127,17 @@ def method_job_sets(wildcards):
     return train_sets(Namespace(method=wildcards.method, ar=ar_tag(MAIN_AR), variant="default"))
 
 
-def method_job_budget(wildcards):
-    """A method job's priority: its runs' budget in iterations, so that the longest jobs start first
-    and none is left to run alone at the end (two cores, a dozen jobs of unequal length)."""
-    options = train_options(wildcards.method, ar_tag(MAIN_AR), "default")
-    return resolve_config(wildcards.method, 0, config["preset"], None, options).train.iterations
+def job_budget(wildcards):
+    """A run job's priority: its runs' budget in iterations, so that the longest jobs start first and
+    none is left to run alone at the end (two cores, a few dozen jobs of unequal length)."""
+    ar, variant = getattr(wildcards, "ar", ar_tag(MAIN_AR)), getattr(wildcards, "variant", "default")
+    return budget(wildcards.method, ar, variant)
+
+
+@cache
+def budget(method, ar, variant):
+    options = train_options(method, ar, variant)
+    return resolve_config(method, 0, config["preset"], None, options).train.iterations
 
 
 def ratios_of(dataset):

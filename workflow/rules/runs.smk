@@ -42,6 +42,7 @@ rule run:
         sets=train_sets,
         maps=config["maps"],
         code=lambda w: code("run", w.method),
+    priority: job_budget
     threads: JOBS["run"]["threads"]
     resources:
         **job_resources("run"),
@@ -58,6 +59,8 @@ if DATASETS_IN_ONE_JOB:
     ruleorder: run_method > run
 
     rule run_method:
+        wildcard_constraints:
+            method="|".join(re.escape(m) for m in METHODS),  # Table 2's methods; Table 3's Brainomaly row is a row job
         input:
             data=expand("data/prepared/{dataset}", dataset=DATASETS),
             splits=ancient(expand(f"{RESULTS}/splits/{{dataset}}.json", dataset=DATASETS)),
@@ -79,7 +82,7 @@ if DATASETS_IN_ONE_JOB:
             sets=method_job_sets,
             maps=config["maps"],
             code=lambda w: code("run", w.method),
-        priority: method_job_budget
+        priority: job_budget
         threads: JOBS["run"]["threads"]
         resources:
             **job_resources("run"),
