@@ -37,7 +37,7 @@ def job_runs(args: Any) -> list[tuple[str, RunConfig]]:
     resolved and checked before any of them trains, so that a bad setting stops the command before
     the first run's work."""
     seeds = args.seed or [None]  # None: the --config file's seed, else 0
-    datas = args.data if isinstance(args.data, list) else [args.data]
+    datas = args.data  # one or more prepared dataset folders
     names = [Path(d).name for d in datas]
     for field, what, values, example in (
         (SEED_FIELD, "seeds", seeds, "results/x/seed{seed}"),
