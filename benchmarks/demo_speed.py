@@ -17,8 +17,9 @@ and CPU) as a Python start that imports what a job imports (CLI, trainer, evalua
 The demo matrix of the reference commit: 54 runs of 160 iterations (Table 2: 3 datasets x sagan,
 brainomaly, ae; Table 3: three SAGAN ablations on one dataset; Table 4: six more anomaly ratios of
 SAGAN, counted as full SAGAN runs), 3 seeds each; two process starts per run at the reference (a
-`sagan train` and a `sagan evaluate` job), one per table row of three runs in this checkout (a row
-job, `sagan run --seed 0 1 2`, as the synthetic configurations run it). Its total is the sum
+`sagan train` and a `sagan evaluate` job), 12 in this checkout, as the synthetic configurations run
+them: one per Table 2 method (a method job, `sagan run --data A B C --seed 0 1 2`) and one per other
+table row (a row job, `sagan run --seed 0 1 2`). Its total is the sum
 over runs of iterations x seconds per iteration, plus the process starts; evaluation, validation
 and checkpoints are not counted.
 """
@@ -46,7 +47,10 @@ CONFIGS = [
     ("brainomaly", "brainomaly", {}, 9),
     ("ae", "ae", {}, 9),
 ]
-STARTS_PER_RUN = {"ref": 2, "new": 1 / 3}  # a `sagan train` and a `sagan evaluate` job; a row job of 3 seeds
+# process starts in the demo matrix: the reference's `sagan train` and `sagan evaluate` job per run
+# (2 x 54); here a method job per Table 2 method (every dataset and seed) and a row job per other
+# table row (3 ablations, 6 ratios), as the synthetic configurations run them
+STARTS = {"ref": 2 * 54, "new": 3 + 3 + 6}
 
 # Runs in the child; written against both this checkout's API and the reference commit's.
 CHILD = r"""
@@ -161,7 +165,7 @@ def main() -> None:
             train_s = sum(
                 runs * a.matrix_iterations * med[(label, version)][kind] for label, _, _, runs in CONFIGS
             )
-            totals[(kind, version)] = (train_s, n_runs * STARTS_PER_RUN[version] * start[(version, kind)])
+            totals[(kind, version)] = (train_s, STARTS[version] * start[(version, kind)])
     print(
         f"\nprocess start (median): ref {start[('ref', 'wall')]:.2f} s wall, {start[('ref', 'cpu')]:.2f} s CPU; "
         f"new {start[('new', 'wall')]:.2f} s wall, {start[('new', 'cpu')]:.2f} s CPU"
@@ -173,7 +177,7 @@ def main() -> None:
     for kind in ("wall", "cpu"):
         (rt, rs), (nt, ns) = totals[(kind, "ref")], totals[(kind, "new")]
         print(
-            f"| {kind} s/it, {n_runs} runs x {a.matrix_iterations} it, starts {n_runs * STARTS_PER_RUN['ref']:.0f} vs {n_runs * STARTS_PER_RUN['new']:.0f} "
+            f"| {kind} s/it, {n_runs} runs x {a.matrix_iterations} it, starts {STARTS['ref']} vs {STARTS['new']} "
             f"| {rt:.0f} | {rs:.0f} | {rt + rs:.0f} | {nt:.0f} | {ns:.0f} | {nt + ns:.0f} | {(rt + rs) / (nt + ns):.2f} |"
         )
     if a.out:
