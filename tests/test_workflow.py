@@ -17,6 +17,7 @@ import yaml
 
 from sagan.config import PRESETS
 from sagan.methods import method_names
+from sagan.runtime import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -88,8 +89,10 @@ def test_synthetic_dry_run_job_counts(tmp_path, name):
     data = " ".join(f"data/prepared/{d}" for d in ("synth-rsna", "synth-vindr", "synth-lag"))
     method_jobs = [c for c in commands if f"--data {data} " in c]
     assert len(method_jobs) == methods and all("/runs/{dataset}/" in c for c in method_jobs)
-    # the longest jobs first: a method job's priority is its budget in iterations
-    assert re.findall(r"priority: (\d+)", shown.stdout)
+    # the longest jobs first: a method job's priority is its runs' budget in iterations
+    priority = dict(re.findall(r"wildcards: method=([\w-]+)\n\s+priority: (\d+)", shown.stdout))
+    budgets = {m: resolve_config(m, 0, name, None, {}).train.iterations for m in method_names()}
+    assert {m: int(p) for m, p in priority.items()} == budgets
     # every run logs its validation curve, and the figures include the validation curves
     assert f"--preset {name}" in shown.stdout and "--set eval.val_every=" in shown.stdout
     assert shown.stdout.count("val_log.csv") >= runs and "validation_synth-lag.png" in shown.stdout

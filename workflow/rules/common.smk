@@ -10,7 +10,6 @@ import json
 import re
 import shlex
 import sys
-from argparse import Namespace
 from functools import cache
 from pathlib import Path
 
@@ -111,10 +110,15 @@ if VALIDATION and REAL:
     )
 
 
-def train_sets(wildcards):
-    sets = train_options(wildcards.method, wildcards.ar, wildcards.variant)
+def set_args(method, ar, variant):
+    """`--set` arguments of a job's runs."""
+    sets = train_options(method, ar, variant)
     text = {k: json.dumps(v) if isinstance(v, bool) else str(v) for k, v in sets.items()}
     return " ".join(f"--set {shlex.quote(f'{k}={v}')}" for k, v in text.items())
+
+
+def train_sets(wildcards):
+    return set_args(wildcards.method, wildcards.ar, wildcards.variant)
 
 
 def method_job_dirs(wildcards):
@@ -124,7 +128,7 @@ def method_job_dirs(wildcards):
 
 def method_job_sets(wildcards):
     """`--set` options of a method job: those of its Table 2 rows (the same on every dataset)."""
-    return train_sets(Namespace(method=wildcards.method, ar=ar_tag(MAIN_AR), variant="default"))
+    return set_args(wildcards.method, ar_tag(MAIN_AR), "default")
 
 
 def job_budget(wildcards):

@@ -20,6 +20,12 @@ RUN_OUTPUTS = {
 # a job's run folders ({seed} is a wildcard of a run job, every seed of a row job) and its log name
 JOB_RUNS = {f"seed{s}": f"{ROW}/seed{s}" for s in SEEDS} if SEEDS_IN_ONE_JOB else {"seed": RUN}
 JOB_LOG = ROW_LOG if SEEDS_IN_ONE_JOB else RUN_LOG
+# the command of a run, row or method job (`--data` and `--seed` take one value or several)
+RUN_COMMAND = (
+    "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
+    " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
+    " --maps {params.maps} > {log} 2>&1"
+)
 
 
 rule run:
@@ -49,9 +55,7 @@ rule run:
     conda:
         "../envs/sagan.yaml"
     shell:
-        "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
-        " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
-        " --maps {params.maps} > {log} 2>&1"
+        RUN_COMMAND
 
 
 if DATASETS_IN_ONE_JOB:
@@ -89,6 +93,4 @@ if DATASETS_IN_ONE_JOB:
         conda:
             "../envs/sagan.yaml"
         shell:
-            "sagan run --data {input.data} --method {wildcards.method} --seed {params.seeds}"
-            " --out {params.run:q} --preset {params.preset} {params.sets} --set train.threads={threads}"
-            " --maps {params.maps} > {log} 2>&1"
+            RUN_COMMAND
